@@ -1,0 +1,79 @@
+"""Shared test helpers: a float64 NumPy reference and backend gradients."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+REFERENCE_EPSILON = 1e-7
+# The library clips in float32, where 1 - 1e-7 rounds to 1 - 2**-23.
+REFERENCE_UPPER = float(np.float32(1.0 - REFERENCE_EPSILON))
+
+
+def kl_penalty_reference(x, rho, beta, value_range=None, axis=-1, mask=None):
+    """The KL sparsity penalty in NumPy float64, written from the formula."""
+    x = np.moveaxis(np.asarray(x, dtype=np.float64), axis, -1)
+    features = x.shape[-1]
+    x = x.reshape(-1, features)
+    if mask is not None:
+        x = x[np.asarray(mask, dtype=bool).reshape(-1)]
+    if x.shape[0] == 0:
+        return 0.0
+    rho_hat = x.mean(axis=0)
+    if value_range is not None:
+        low, high = value_range
+        rho_hat = (rho_hat - low) / (high - low)
+    rho_hat = np.clip(rho_hat, REFERENCE_EPSILON, REFERENCE_UPPER)
+    kl = rho * np.log(rho / rho_hat) + (1 - rho) * np.log(
+        (1 - rho) / (1 - rho_hat)
+    )
+    return float(beta * kl.sum())
+
+
+def gradient(fn, x):
+    """Gradient of the scalar `fn(x)` with respect to `x`, on any backend."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fn(x)
+        return tape.gradient(y, x).numpy()
+    if backend == "jax":
+        import jax
+
+        return np.asarray(jax.grad(lambda v: fn(v))(np.asarray(x)))
+    if backend == "torch":
+        import torch
+
+        x = torch.tensor(np.asarray(x), requires_grad=True)
+        fn(x).backward()
+        return x.grad.detach().cpu().numpy()
+    raise NotImplementedError(f"No gradient helper for backend {backend}")
+
+
+def to_numpy(x):
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_session():
+    keras.utils.set_random_seed(0)
+    yield
+    keras.config.set_dtype_policy("float32")
+    keras.backend.clear_session()
+
+
+@pytest.fixture
+def subprocess_env(tmp_path):
+    """Environment for a fresh Python process that imports this checkout."""
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(
+        [root] + [p for p in [env.get("PYTHONPATH")] if p]
+    )
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    return env

@@ -1,0 +1,474 @@
+"""KLSparsityRegularizer against a float64 NumPy reference of the formula."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+from conftest import gradient, kl_penalty_reference, to_numpy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from keras import ops
+
+import keras_sparsity
+from keras_sparsity import KLSparsityRegularizer
+from keras_sparsity.regularizers import (
+    KERAS_DIVIDES_ACTIVITY_LOSS,
+    _keras_version,
+)
+
+SHAPES = [(1, 3), (7, 5), (256, 20), (4, 6, 3), (2, 5, 5, 4), (3, 2, 2, 2, 6)]
+RHO_BETA = [(0.05, 3.0), (0.01, 3.0), (0.2, 0.5), (0.5, 1.0), (0.9, 10.0)]
+
+
+def sigmoid_activations(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    return (1.0 / (1.0 + np.exp(-rng.normal(-1.0, 2.0, shape)))).astype(
+        "float32"
+    )
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("rho,beta", RHO_BETA)
+def test_penalty_matches_float64_reference(shape, rho, beta):
+    x = sigmoid_activations(shape, seed=len(shape))
+    regularizer = KLSparsityRegularizer(rho=rho, beta=beta)
+    got = to_numpy(regularizer.penalty(x))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(
+        got, kl_penalty_reference(x, rho, beta), rtol=1e-5, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2, -3])
+def test_penalty_over_other_feature_axes(axis):
+    x = sigmoid_activations((4, 3, 5), seed=3)
+    regularizer = KLSparsityRegularizer(rho=0.1, beta=2.0, axis=axis)
+    np.testing.assert_allclose(
+        to_numpy(regularizer.penalty(x)),
+        kl_penalty_reference(x, 0.1, 2.0, axis=axis),
+        rtol=1e-5,
+    )
+
+
+def test_rho_hat_is_a_per_unit_batch_mean_not_a_scalar_mean():
+    # Unit 0 fires always and unit 1 never: the layer-wide mean is 0.5, which
+    # a scalar `mean(activations)` would score as 2 * KL(0.5 || 0.5) = 0.
+    x = np.array([[1.0, 0.0]] * 4, dtype="float32")
+    penalty = float(to_numpy(KLSparsityRegularizer(0.5, 1.0).penalty(x)))
+    assert penalty == pytest.approx(kl_penalty_reference(x, 0.5, 1.0), 1e-4)
+    assert penalty > 10.0
+
+
+@pytest.mark.parametrize("value_range", [(-1.0, 1.0), (0.0, 6.0), (-2, 3)])
+def test_value_range_maps_onto_unit_interval(value_range):
+    low, high = value_range
+    x = sigmoid_activations((16, 8), seed=5) * (high - low) + low
+    regularizer = KLSparsityRegularizer(0.1, 3.0, value_range=value_range)
+    np.testing.assert_allclose(
+        to_numpy(regularizer.penalty(x)),
+        kl_penalty_reference(x, 0.1, 3.0, value_range=value_range),
+        rtol=1e-5,
+    )
+
+
+def test_mask_leaves_padded_positions_out():
+    x = sigmoid_activations((3, 4, 5), seed=6)
+    mask = np.array([[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]], dtype=bool)
+    regularizer = KLSparsityRegularizer(0.05, 3.0)
+    np.testing.assert_allclose(
+        to_numpy(regularizer.penalty(x, mask=mask)),
+        kl_penalty_reference(x, 0.05, 3.0, mask=mask),
+        rtol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("shape", [(9, 4), (3, 5, 2), (2, 3, 3, 4)])
+@pytest.mark.parametrize("rho,beta", [(0.05, 3.0), (0.3, 0.7)])
+def test_gradient_matches_closed_form(shape, rho, beta):
+    # Ng's notes: d/da_bj = beta / N * (-rho / rho_hat_j
+    #                                   + (1 - rho) / (1 - rho_hat_j)).
+    x = sigmoid_activations(shape, seed=7)
+    regularizer = KLSparsityRegularizer(rho=rho, beta=beta)
+    got = gradient(regularizer.penalty, x)
+    flat = x.reshape(-1, shape[-1]).astype(np.float64)
+    n = flat.shape[0]
+    rho_hat = flat.mean(axis=0)
+    expected = beta / n * (-rho / rho_hat + (1 - rho) / (1 - rho_hat))
+    np.testing.assert_allclose(
+        got, np.broadcast_to(expected, shape), rtol=1e-4, atol=1e-7
+    )
+
+
+def test_gradient_with_value_range_follows_the_chain_rule():
+    x = sigmoid_activations((6, 4), seed=8) * 2.0 - 1.0
+    regularizer = KLSparsityRegularizer(0.1, 2.0, value_range=(-1, 1))
+    got = gradient(regularizer.penalty, x)
+    rho_hat = (x.astype(np.float64).mean(axis=0) + 1.0) / 2.0
+    expected = 2.0 / (6 * 2.0) * (-0.1 / rho_hat + 0.9 / (1 - rho_hat))
+    np.testing.assert_allclose(
+        got, np.broadcast_to(expected, x.shape), rtol=1e-4
+    )
+
+
+AWKWARD = {
+    "zeros": np.zeros((8, 5), "float32"),
+    "ones": np.ones((8, 5), "float32"),
+    "above_one": np.full((8, 5), 3.5, "float32"),
+    "negative": np.full((8, 5), -2.0, "float32"),
+    "mixed": np.array([[0.0, 1.0, -4.0, 9.0, 0.5]] * 8, "float32"),
+    "one_example": np.array([[0.0, 1.0, 0.2, 0.7, 1.0]], "float32"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(AWKWARD))
+def test_awkward_inputs_give_finite_penalty_and_gradient(name):
+    x = AWKWARD[name]
+    regularizer = KLSparsityRegularizer(0.05, 3.0)
+    penalty = to_numpy(regularizer.penalty(x))
+    grad = gradient(regularizer.penalty, x)
+    assert np.isfinite(penalty)
+    assert np.all(np.isfinite(grad))
+    np.testing.assert_allclose(
+        penalty, kl_penalty_reference(x, 0.05, 3.0), rtol=1e-4
+    )
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (0, 3, 4), (2, 0, 4)])
+def test_empty_batch_gives_zero_penalty_and_finite_gradient(shape):
+    x = np.zeros(shape, "float32")
+    regularizer = KLSparsityRegularizer(0.05, 3.0)
+    assert float(to_numpy(regularizer.penalty(x))) == 0.0
+    assert float(to_numpy(regularizer(x))) == 0.0
+    grad = gradient(regularizer.penalty, x)
+    assert grad.shape == shape and np.all(np.isfinite(grad))
+
+
+def test_empty_batch_through_a_layer_adds_zero_loss():
+    layer = keras.layers.Dense(
+        4, activation="sigmoid", activity_regularizer=KLSparsityRegularizer()
+    )
+    layer(np.zeros((0, 3), "float32"))
+    assert [float(to_numpy(loss)) for loss in layer.losses] == [0.0]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_low_precision_activations_are_computed_in_float32(dtype):
+    x32 = sigmoid_activations((512, 30), seed=9) * 0.2
+    x = ops.cast(x32, dtype)
+    regularizer = KLSparsityRegularizer(0.05, 3.0)
+    got = regularizer.penalty(x)
+    assert keras.backend.standardize_dtype(got.dtype) == "float32"
+    rounded = to_numpy(ops.cast(x, "float32"))
+    np.testing.assert_allclose(
+        to_numpy(got), kl_penalty_reference(rounded, 0.05, 3.0), rtol=1e-4
+    )
+    grad = gradient(
+        lambda v: regularizer.penalty(ops.cast(v, dtype)), x32
+    )
+    assert np.all(np.isfinite(grad))
+
+
+def test_float16_sum_of_a_large_batch_does_not_overflow():
+    # 80000 activations near 0.9 sum to about 72000, past float16's maximum
+    # (65504); float32 accumulation keeps rho_hat within about 1e-4.
+    rng = np.random.default_rng(10)
+    x = ops.cast(rng.uniform(0.8, 1.0, (80000, 2)).astype("float32"), "float16")
+    penalty = to_numpy(KLSparsityRegularizer(0.05, 1.0).penalty(x))
+    rounded = to_numpy(ops.cast(x, "float32"))
+    np.testing.assert_allclose(
+        penalty, kl_penalty_reference(rounded, 0.05, 1.0), rtol=1e-3
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    x=hnp.arrays(
+        np.float32,
+        hnp.array_shapes(min_dims=2, max_dims=4, min_side=1, max_side=6),
+        elements=st.floats(-0.5, 1.5, width=32),
+    ),
+    rho=st.floats(1e-3, 1 - 1e-3),
+    beta=st.floats(0.0, 100.0),
+)
+def test_penalty_is_never_negative(x, rho, beta):
+    penalty = float(to_numpy(KLSparsityRegularizer(rho, beta).penalty(x)))
+    assert math.isfinite(penalty)
+    assert penalty >= 0.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    log2_batch=st.integers(1, 8),
+    data=st.data(),
+    units=st.integers(1, 6),
+    beta=st.floats(0.0, 100.0),
+)
+def test_penalty_is_exactly_zero_when_every_rho_hat_equals_rho(
+    log2_batch, data, units, beta
+):
+    # rho = k / 2**m is exact in float32, and so is the mean of a column of
+    # k ones among 2**m entries: every rho_hat_j equals rho exactly.
+    batch = 2**log2_batch
+    ones = data.draw(st.integers(1, batch - 1))
+    rho = ones / batch
+    columns = [
+        data.draw(st.permutations([1.0] * ones + [0.0] * (batch - ones)))
+        for _ in range(units)
+    ]
+    x = np.array(columns, dtype="float32").T
+    penalty = float(to_numpy(KLSparsityRegularizer(rho, beta).penalty(x)))
+    assert penalty == 0.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(rho=st.floats(0.01, 0.99), units=st.integers(1, 8))
+def test_penalty_is_near_zero_for_constant_activations_at_rho(rho, units):
+    x = np.full((5, units), rho, dtype="float32")
+    penalty = float(to_numpy(KLSparsityRegularizer(rho, 3.0).penalty(x)))
+    assert 0.0 <= penalty < 1e-5
+
+
+# --- __call__, Keras's batch-size division and the exact contract ---------
+
+
+def test_version_parsing():
+    assert _keras_version("3.13.2") == (3, 13)
+    assert _keras_version("3.14.0") == (3, 14)
+    assert _keras_version("3.14.0.dev2026011700") == (3, 14)
+    assert _keras_version("3.15rc1") == (3, 15)
+
+
+def test_version_flag_matches_what_the_installed_keras_does():
+    # Probe Keras with a plain function that always returns 1: Keras >= 3.14
+    # divides it by the batch size, earlier Keras 3 does not.
+    layer = keras.layers.Dense(
+        2, activity_regularizer=lambda x: ops.cast(1.0, "float32")
+    )
+    layer(np.ones((4, 3), "float32"))
+    added = float(to_numpy(layer.losses[0]))
+    assert added == (0.25 if KERAS_DIVIDES_ACTIVITY_LOSS else 1.0)
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 256])
+def test_call_compensates_for_keras_batch_division(batch_size):
+    x = sigmoid_activations((batch_size, 6), seed=batch_size)
+    regularizer = KLSparsityRegularizer(0.05, 3.0)
+    scale = batch_size if KERAS_DIVIDES_ACTIVITY_LOSS else 1
+    np.testing.assert_allclose(
+        to_numpy(regularizer(x)),
+        scale * kl_penalty_reference(x, 0.05, 3.0),
+        rtol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 256])
+def test_layer_losses_equal_the_formula_for_every_batch_size(batch_size):
+    rng = np.random.default_rng(batch_size)
+    inputs = rng.random((batch_size, 10)).astype("float32")
+    layer = keras.layers.Dense(
+        5,
+        activation="sigmoid",
+        activity_regularizer=KLSparsityRegularizer(0.05, 3.0),
+    )
+    outputs = to_numpy(layer(inputs))
+    (loss,) = layer.losses
+    np.testing.assert_allclose(
+        to_numpy(loss), kl_penalty_reference(outputs, 0.05, 3.0), rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 256])
+def test_training_loss_is_mse_plus_the_exact_penalty(batch_size):
+    # What the optimizer minimizes, as `evaluate` reports it for one batch:
+    # the compiled MSE plus exactly the penalty, not penalty / batch_size.
+    rng = np.random.default_rng(batch_size)
+    x = rng.random((batch_size, 12)).astype("float32")
+    inputs = keras.Input((12,))
+    code = keras.layers.Dense(
+        6,
+        activation="sigmoid",
+        activity_regularizer=KLSparsityRegularizer(0.05, 3.0),
+        name="code",
+    )(inputs)
+    outputs = keras.layers.Dense(12, activation="sigmoid")(code)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="sgd", loss="mse")
+    loss = model.evaluate(x, x, batch_size=batch_size, verbose=0)
+    encoder = keras.Model(inputs, code)
+    codes = to_numpy(encoder(x)).astype(np.float64)
+    mse = np.mean((to_numpy(model(x)).astype(np.float64) - x) ** 2)
+    np.testing.assert_allclose(
+        loss, mse + kl_penalty_reference(codes, 0.05, 3.0), rtol=1e-5
+    )
+
+
+# --- configuration and validation -----------------------------------------
+
+
+def test_get_config_round_trip_and_registration():
+    regularizer = KLSparsityRegularizer(0.02, 4, value_range=(-1, 1), axis=1)
+    config = regularizer.get_config()
+    assert config == {
+        "rho": 0.02,
+        "beta": 4.0,
+        "value_range": [-1.0, 1.0],
+        "axis": 1,
+    }
+    assert all(type(v) is float for v in (config["rho"], config["beta"]))
+    clone = KLSparsityRegularizer.from_config(config)
+    assert clone.get_config() == config
+    serialized = keras.saving.serialize_keras_object(regularizer)
+    assert serialized["registered_name"] == (
+        "keras_sparsity>KLSparsityRegularizer"
+    )
+    restored = keras.saving.deserialize_keras_object(serialized)
+    assert isinstance(restored, KLSparsityRegularizer)
+    assert restored.get_config() == config
+    assert keras.regularizers.get(serialized).get_config() == config
+
+
+def test_defaults_and_public_names():
+    regularizer = KLSparsityRegularizer()
+    assert (regularizer.rho, regularizer.beta) == (0.05, 3.0)
+    assert regularizer.value_range is None and regularizer.axis == -1
+    assert keras_sparsity.EPSILON == 1e-7
+    assert isinstance(keras_sparsity.__version__, str)
+    assert repr(regularizer) == (
+        "KLSparsityRegularizer(rho=0.05, beta=3.0, value_range=None, axis=-1)"
+    )
+
+
+RHO_MSG = "a float strictly between 0 and 1"
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,message",
+    [
+        (
+            {"rho": 1.5},
+            ValueError,
+            "Invalid value for argument `rho`: expected " + RHO_MSG
+            + ". Received: rho=1.5",
+        ),
+        (
+            {"rho": 0},
+            ValueError,
+            "Invalid value for argument `rho`: expected " + RHO_MSG
+            + ". Received: rho=0.0",
+        ),
+        (
+            {"rho": 1.0},
+            ValueError,
+            "Invalid value for argument `rho`: expected " + RHO_MSG
+            + ". Received: rho=1.0",
+        ),
+        (
+            {"rho": float("nan")},
+            ValueError,
+            "Invalid value for argument `rho`: expected " + RHO_MSG
+            + ". Received: rho=nan",
+        ),
+        (
+            {"rho": "0.05"},
+            TypeError,
+            "Invalid type for argument `rho`: expected a float. "
+            "Received: rho='0.05' (of type str)",
+        ),
+        (
+            {"rho": True},
+            TypeError,
+            "Invalid type for argument `rho`: expected a float. "
+            "Received: rho=True (of type bool)",
+        ),
+        (
+            {"rho": None},
+            TypeError,
+            "Invalid type for argument `rho`: expected a float. "
+            "Received: rho=None (of type NoneType)",
+        ),
+        (
+            {"beta": -1},
+            ValueError,
+            "Invalid value for argument `beta`: expected a float >= 0. "
+            "Received: beta=-1.0",
+        ),
+        (
+            {"beta": float("inf")},
+            ValueError,
+            "Invalid value for argument `beta`: expected a float >= 0. "
+            "Received: beta=inf",
+        ),
+        (
+            {"beta": [3.0]},
+            TypeError,
+            "Invalid type for argument `beta`: expected a float. "
+            "Received: beta=[3.0] (of type list)",
+        ),
+        (
+            {"value_range": (1, 0)},
+            ValueError,
+            "Invalid value for argument `value_range`: expected a pair "
+            "(low, high) of finite floats with low < high. "
+            "Received: value_range=(1, 0)",
+        ),
+        (
+            {"value_range": (0, float("inf"))},
+            ValueError,
+            "Invalid value for argument `value_range`: expected a pair "
+            "(low, high) of finite floats with low < high. "
+            "Received: value_range=(0, inf)",
+        ),
+        (
+            {"value_range": (0.0,)},
+            TypeError,
+            "Invalid type for argument `value_range`: expected a pair "
+            "(low, high) of finite floats with low < high. "
+            "Received: value_range=(0.0,)",
+        ),
+        (
+            {"value_range": "tanh"},
+            TypeError,
+            "Invalid type for argument `value_range`: expected a pair "
+            "(low, high) of finite floats with low < high. "
+            "Received: value_range='tanh'",
+        ),
+        (
+            {"axis": 1.0},
+            TypeError,
+            "Invalid type for argument `axis`: expected an int. "
+            "Received: axis=1.0 (of type float)",
+        ),
+    ],
+)
+def test_validation_errors(kwargs, error, message):
+    with pytest.raises(error) as info:
+        KLSparsityRegularizer(**kwargs)
+    assert str(info.value) == message
+
+
+def test_numpy_scalars_are_accepted():
+    regularizer = KLSparsityRegularizer(np.float32(0.25), np.int64(2))
+    assert (regularizer.rho, regularizer.beta) == (0.25, 2.0)
+
+
+def test_rank_and_axis_errors_at_call_time():
+    with pytest.raises(ValueError) as info:
+        KLSparsityRegularizer().penalty(np.ones((4,), "float32"))
+    assert str(info.value) == (
+        "KLSparsityRegularizer expects activations of rank >= 2 "
+        "(batch, ..., features). Received: x.shape=(4,)"
+    )
+    with pytest.raises(ValueError) as info:
+        KLSparsityRegularizer(axis=2).penalty(np.ones((4, 3), "float32"))
+    assert str(info.value) == (
+        "Invalid axis 2 for activations of rank 2. Received: x.shape=(4, 3)"
+    )
+    with pytest.raises(ValueError) as info:
+        KLSparsityRegularizer(axis=0).penalty(
+            np.ones((4, 3), "float32"), mask=np.ones((3,), bool)
+        )
+    assert str(info.value) == (
+        "A `mask` needs the feature axis last (axis=-1). Received: axis=0"
+    )
