@@ -130,7 +130,9 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
 
     def __init__(self, rho=0.05, beta=3.0, value_range=None, axis=-1):
         rho = check_float(
-            "rho", rho, lambda v: 0.0 < v < 1.0,
+            "rho",
+            rho,
+            lambda v: 0.0 < v < 1.0,
             "a float strictly between 0 and 1",
         )
         beta = check_float("beta", beta, lambda v: v >= 0.0, "a float >= 0")

@@ -164,9 +164,7 @@ def test_low_precision_activations_are_computed_in_float32(dtype):
     np.testing.assert_allclose(
         to_numpy(got), kl_penalty_reference(rounded, 0.05, 3.0), rtol=1e-4
     )
-    grad = gradient(
-        lambda v: regularizer.penalty(ops.cast(v, dtype)), x32
-    )
+    grad = gradient(lambda v: regularizer.penalty(ops.cast(v, dtype)), x32)
     assert np.all(np.isfinite(grad))
 
 
@@ -349,25 +347,29 @@ RHO_MSG = "a float strictly between 0 and 1"
         (
             {"rho": 1.5},
             ValueError,
-            "Invalid value for argument `rho`: expected " + RHO_MSG
+            "Invalid value for argument `rho`: expected "
+            + RHO_MSG
             + ". Received: rho=1.5",
         ),
         (
             {"rho": 0},
             ValueError,
-            "Invalid value for argument `rho`: expected " + RHO_MSG
+            "Invalid value for argument `rho`: expected "
+            + RHO_MSG
             + ". Received: rho=0.0",
         ),
         (
             {"rho": 1.0},
             ValueError,
-            "Invalid value for argument `rho`: expected " + RHO_MSG
+            "Invalid value for argument `rho`: expected "
+            + RHO_MSG
             + ". Received: rho=1.0",
         ),
         (
             {"rho": float("nan")},
             ValueError,
-            "Invalid value for argument `rho`: expected " + RHO_MSG
+            "Invalid value for argument `rho`: expected "
+            + RHO_MSG
             + ". Received: rho=nan",
         ),
         (
