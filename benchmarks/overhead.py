@@ -112,5 +112,6 @@ def main(argv=None):
             f"; ratio of medians {median[num] / median[den]:.3f})"
         )
 
+
 if __name__ == "__main__":
     main()

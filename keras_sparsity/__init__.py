@@ -1,8 +1,25 @@
 """Correct, serializable KL sparsity for Keras 3 sparse autoencoders."""
 
+from keras_sparsity.callbacks import SparsityMonitor
 from keras_sparsity.layers import SparseDense
+from keras_sparsity.plotting import (
+    plot_filters,
+    plot_firing_rates,
+    plot_reconstructions,
+)
 from keras_sparsity.regularizers import EPSILON, KLSparsityRegularizer
+from keras_sparsity.statistics import sparsity_statistics
 
 __version__ = "0.1.0"
 
-__all__ = ["EPSILON", "KLSparsityRegularizer", "SparseDense", "__version__"]
+__all__ = [
+    "EPSILON",
+    "KLSparsityRegularizer",
+    "SparseDense",
+    "SparsityMonitor",
+    "__version__",
+    "plot_filters",
+    "plot_firing_rates",
+    "plot_reconstructions",
+    "sparsity_statistics",
+]
