@@ -289,7 +289,8 @@ def write_report(results, meta, path, plots=()):
         f"Data: {meta['dataset']} ({meta['train_size']} training and "
         f"{meta['test_size']} test images); {meta['epochs']} epochs, batch "
         f"{meta['batch_size']}, Adam(1e-3), MSE; seeds {meta['seeds']}.",
-        f"Versions: {json.dumps(meta['versions'])}. Machine: {meta['machine']}.",
+        f"Versions: {json.dumps(meta['versions'])}. "
+        f"Machine: {meta['machine']}.",
         f"Active means an activation above {ACTIVE_THRESHOLD}; a dead unit is "
         "active on no test image. Probe: ridge-regression classifier on the "
         "codes.",
@@ -367,12 +368,15 @@ def verdict(matched, baseline):
             f"{l1['mean_activation']:.3f}) with {l1['test_mse']:.5f}: "
             f"{better} reconstructs better."
         )
+        narrower = (
+            "KL" if kl["firing_rate_std"] < l1["firing_rate_std"] else "L1"
+        )
         out.append(
             f"- Spread of per-unit firing rates (std): KL "
-            f"{kl['firing_rate_std']:.4f}, L1 {l1['firing_rate_std']:.4f}. "
-            "KL holds every unit near rho; L1 only bounds the total, so some "
-            "units fire often and others rarely or never "
-            f"(dead units: KL {kl['dead_units']:.0f}, L1 {l1['dead_units']:.0f})."
+            f"{kl['firing_rate_std']:.4f}, L1 {l1['firing_rate_std']:.4f}; "
+            f"{narrower} spreads the activity more evenly over the units. "
+            f"Dead units: KL {kl['dead_units']:.0f}, "
+            f"L1 {l1['dead_units']:.0f}."
         )
         if kl["probe_accuracy"] is not None:
             out.append(
