@@ -459,7 +459,24 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument(
+        "--from-results",
+        help="rewrite report.md and the plots from a saved results.json",
+    )
     args = parser.parse_args(argv)
+    if args.from_results:
+        with open(args.from_results) as f:
+            saved = json.load(f)
+        output_dir = args.output_dir or os.path.dirname(args.from_results)
+        plots = write_plots(saved["runs"], output_dir)
+        write_report(
+            saved["runs"],
+            saved["meta"],
+            os.path.join(output_dir, "report.md"),
+            plots,
+        )
+        print(f"Rewrote report.md and the plots in {output_dir}")
+        return 0
     sweep = SWEEPS["quick" if args.quick else "full"]
     epochs = args.epochs or sweep["epochs"]
     output_dir = args.output_dir or os.path.join(

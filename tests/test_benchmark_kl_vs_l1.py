@@ -168,3 +168,6 @@ def test_quick_mode_end_to_end_on_tiny_idx_data(bench, tmp_path, monkeypatch):
         "firing_rates_matched.png",
     ):
         assert os.path.getsize(out / name) > 0
+    os.remove(out / "report.md")
+    assert bench.main(["--from-results", str(out / "results.json")]) == 0
+    assert "## Verdict" in (out / "report.md").read_text()
