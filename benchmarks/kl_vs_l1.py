@@ -276,6 +276,35 @@ def _fmt(value, digits=4):
     return str(value)
 
 
+# Report columns: (header, key, digits).
+MATCHED_COLUMNS = [
+    ("test MSE", "test_mse", 5),
+    ("mean act.", "mean_activation", 4),
+    ("active frac.", "active_fraction", 4),
+    ("dead", "dead_units", 1),
+    ("rate std", "firing_rate_std", 4),
+    ("probe acc.", "probe_accuracy", 4),
+    ("step ratio", "step_ratio", 3),
+]
+ALL_COLUMNS = MATCHED_COLUMNS[:-1] + [
+    ("step ms", "step_time_ms", 2),
+    ("step ratio", "step_ratio", 3),
+    ("wall s", "wall_seconds", 1),
+]
+
+
+def _table(rows, columns):
+    """Markdown table lines: a run label, then one cell per column."""
+    lines = [
+        "| run | " + " | ".join(h for h, _, _ in columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
+    for row in rows:
+        cells = [_fmt(row[key], digits) for _, key, digits in columns]
+        lines.append(f"| {label(row)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_report(results, meta, path, plots=()):
     """Writes the markdown report of a list of runs."""
     rows = summarize(results)
@@ -297,22 +326,8 @@ def write_report(results, meta, path, plots=()):
         "",
         "## All runs (mean over seeds)",
         "",
-        "| run | test MSE | mean act. | active frac. | dead | rate std "
-        "| probe acc. | step ms | step ratio | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        *_table(rows, ALL_COLUMNS),
     ]
-    for row in rows:
-        lines.append(
-            f"| {label(row)} | {_fmt(row['test_mse'], 5)} "
-            f"| {_fmt(row['mean_activation'])} "
-            f"| {_fmt(row['active_fraction'])} "
-            f"| {_fmt(row['dead_units'], 1)} "
-            f"| {_fmt(row['firing_rate_std'])} "
-            f"| {_fmt(row['probe_accuracy'])} "
-            f"| {_fmt(row['step_time_ms'], 2)} "
-            f"| {_fmt(row['step_ratio'], 3)} "
-            f"| {_fmt(row['wall_seconds'], 1)} |"
-        )
     if meta.get("raw_probe_accuracy") is not None:
         lines += [
             "",
@@ -324,22 +339,11 @@ def write_report(results, meta, path, plots=()):
         f"## At matched sparsity (mean activation nearest "
         f"{MATCHED_MEAN_ACTIVATION})",
         "",
-        "| run | test MSE | mean act. | active frac. | dead | rate std "
-        "| probe acc. | step ratio |",
-        "|---|---|---|---|---|---|---|---|",
+        *_table(
+            [matched[n] for n in ("kl", "l1", "topk") if n in matched],
+            MATCHED_COLUMNS,
+        ),
     ]
-    for name in ("kl", "l1", "topk"):
-        if name in matched:
-            row = matched[name]
-            lines.append(
-                f"| {label(row)} | {_fmt(row['test_mse'], 5)} "
-                f"| {_fmt(row['mean_activation'])} "
-                f"| {_fmt(row['active_fraction'])} "
-                f"| {_fmt(row['dead_units'], 1)} "
-                f"| {_fmt(row['firing_rate_std'])} "
-                f"| {_fmt(row['probe_accuracy'])} "
-                f"| {_fmt(row['step_ratio'], 3)} |"
-            )
     lines += ["", "## Verdict", "", *verdict(matched, baseline)]
     if plots:
         lines += ["", "## Plots", ""]

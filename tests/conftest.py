@@ -1,5 +1,6 @@
 """Shared test helpers: a float64 NumPy reference and backend gradients."""
 
+import importlib.util
 import os
 
 import keras
@@ -77,3 +78,15 @@ def subprocess_env(tmp_path):
     )
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     return env
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_script(relative_path, name):
+    """Imports a script of the repository (examples/, benchmarks/) by path."""
+    path = os.path.join(ROOT, relative_path)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,24 +1,18 @@
 """The KL-vs-L1 benchmark's machinery on tiny data (not its timings)."""
 
-import importlib.util
 import json
 import os
 
 import keras
 import numpy as np
 import pytest
+from conftest import load_script
 from test_datasets import write_idx_dataset
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
 def bench():
-    path = os.path.join(ROOT, "benchmarks", "kl_vs_l1.py")
-    spec = importlib.util.spec_from_file_location("kl_vs_l1", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/kl_vs_l1.py", "kl_vs_l1")
 
 
 def test_pareto_front(bench):

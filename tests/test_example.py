@@ -1,15 +1,14 @@
 """The MNIST example end to end on tiny data written by the tests."""
 
-import importlib.util
 import json
 import os
 
 import keras
 import numpy as np
 import pytest
+from conftest import load_script
 from test_datasets import fake_images, write_idx_dataset
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUTPUTS = [
     "metrics.json",
     "filters.png",
@@ -22,11 +21,7 @@ OUTPUTS = [
 
 @pytest.fixture(scope="module")
 def example():
-    path = os.path.join(ROOT, "examples", "mnist_sparse_autoencoder.py")
-    spec = importlib.util.spec_from_file_location("mnist_example", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples/mnist_sparse_autoencoder.py", "mnist_example")
 
 
 def check_outputs(output_dir, recipe, epochs, test_images):
