@@ -65,6 +65,9 @@ class SparseDense(keras.layers.Layer):
         value_range: Optional `(low, high)` output range of the activation,
             required for a custom activation and overriding the built-in
             range otherwise.
+        cross_replica: Compute `rho_hat` over the global batch under a
+            `tf.distribute` strategy (see `KLSparsityRegularizer`). Defaults
+            to `True`.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -111,6 +114,7 @@ class SparseDense(keras.layers.Layer):
         kernel_constraint=None,
         bias_constraint=None,
         value_range=None,
+        cross_replica=True,
         **kwargs,
     ):
         if isinstance(units, bool) or not isinstance(units, numbers.Integral):
@@ -140,6 +144,7 @@ class SparseDense(keras.layers.Layer):
             value_range=(
                 ACTIVATION_RANGES[name] if value_range is None else value_range
             ),
+            cross_replica=cross_replica,
         )
         if sparsity_regularizer.value_range == (0.0, 1.0):
             sparsity_regularizer.value_range = None
@@ -158,6 +163,7 @@ class SparseDense(keras.layers.Layer):
         self.value_range = (
             None if value_range is None else tuple(map(float, value_range))
         )
+        self.cross_replica = cross_replica
         self.sparsity_regularizer = sparsity_regularizer
         self.input_spec = keras.InputSpec(min_ndim=2)
         self.supports_masking = True
@@ -228,4 +234,5 @@ class SparseDense(keras.layers.Layer):
             "value_range": (
                 None if self.value_range is None else list(self.value_range)
             ),
+            "cross_replica": self.cross_replica,
         }

@@ -66,6 +66,30 @@ def check_value_range(value_range):
     return low, high
 
 
+def _replica_context():
+    """The `tf.distribute` replica context when there are several replicas.
+
+    Keras has no backend-neutral cross-replica reduction, so this is the one
+    place where the library reaches for TensorFlow, and only when the
+    TensorFlow backend runs it. JAX's `keras.distribution` needs nothing:
+    its arrays are global, so batch means already cover every device.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return None
+    return context
+
+
+def _all_reduce_sum(context, value):
+    import tensorflow as tf
+
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
 @keras.saving.register_keras_serializable(package="keras_sparsity")
 class KLSparsityRegularizer(keras.regularizers.Regularizer):
     """KL-divergence sparsity penalty on the mean activation of each unit.
@@ -103,6 +127,13 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
         axis: The feature axis, whose entries each get a `rho_hat_j`.
             Defaults to `-1` (channels last); use `1` for channels-first
             convolution outputs.
+        cross_replica: Under a `tf.distribute` strategy with several
+            replicas (`MirroredStrategy`, `MultiWorkerMirroredStrategy`),
+            compute `rho_hat` over the global batch with one all-reduce, so
+            that training matches one device with the same global batch.
+            Defaults to `True`. `False` gives each replica the penalty of its
+            own share of the batch, and Keras averages those: a different
+            objective, since the KL of a mean is not the mean of the KLs.
 
     Example:
 
@@ -128,7 +159,9 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
         Andrew Ng, "Sparse autoencoder", CS294A Lecture notes, Stanford.
     """
 
-    def __init__(self, rho=0.05, beta=3.0, value_range=None, axis=-1):
+    def __init__(
+        self, rho=0.05, beta=3.0, value_range=None, axis=-1, cross_replica=True
+    ):
         rho = check_float(
             "rho",
             rho,
@@ -142,10 +175,17 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
                 "Invalid type for argument `axis`: expected an int. "
                 f"Received: axis={axis!r} (of type {type(axis).__name__})"
             )
+        if not isinstance(cross_replica, bool):
+            raise TypeError(
+                "Invalid type for argument `cross_replica`: expected a bool. "
+                f"Received: cross_replica={cross_replica!r} "
+                f"(of type {type(cross_replica).__name__})"
+            )
         self.rho = rho
         self.beta = beta
         self.value_range = value_range
         self.axis = int(axis)
+        self.cross_replica = cross_replica
 
     def __call__(self, x):
         x = ops.convert_to_tensor(x)
@@ -175,12 +215,12 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
         if ndim < 2:
             raise ValueError(
                 "KLSparsityRegularizer expects activations of rank >= 2 "
-                f"(batch, ..., features). Received: x.shape={x.shape}"
+                f"(batch, ..., features). Received: x.shape={tuple(x.shape)}"
             )
         if not -ndim <= self.axis < ndim:
             raise ValueError(
                 f"Invalid axis {self.axis} for activations of rank {ndim}. "
-                f"Received: x.shape={x.shape}"
+                f"Received: x.shape={tuple(x.shape)}"
             )
         axis = self.axis % ndim
         reduced = tuple(i for i in range(ndim) if i != axis)
@@ -199,7 +239,24 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
             mask = ops.cast(mask, "float32")
             x = x * ops.expand_dims(mask, -1)
             count = ops.sum(mask)
-        rho_hat = ops.sum(x, axis=reduced) / ops.maximum(count, 1.0)
+        sums = ops.sum(x, axis=reduced)
+        context = _replica_context() if self.cross_replica else None
+        if context is not None:
+            # One all-reduce of the per-unit sums and the count gives every
+            # replica the global batch's rho_hat. Its value is the global
+            # sum; its gradient is this replica's sums times the replica
+            # count, which Keras's 1 / replicas loss scaling and the summed
+            # replica gradients make exact, with no all-reduce backwards.
+            replicas = context.num_replicas_in_sync
+            packed = _all_reduce_sum(
+                context,
+                ops.stop_gradient(
+                    ops.concatenate([sums, ops.reshape(count, (1,))])
+                ),
+            )
+            total, count = packed[:-1], packed[-1]
+            sums = ops.stop_gradient(total - replicas * sums) + replicas * sums
+        rho_hat = sums / ops.maximum(count, 1.0)
         if self.value_range is not None:
             low, high = self.value_range
             rho_hat = (rho_hat - low) / (high - low)
@@ -222,10 +279,12 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
                 None if self.value_range is None else list(self.value_range)
             ),
             "axis": self.axis,
+            "cross_replica": self.cross_replica,
         }
 
     def __repr__(self):
         return (
             f"KLSparsityRegularizer(rho={self.rho}, beta={self.beta}, "
-            f"value_range={self.value_range}, axis={self.axis})"
+            f"value_range={self.value_range}, axis={self.axis}, "
+            f"cross_replica={self.cross_replica})"
         )

@@ -1,5 +1,6 @@
 """Sparsity figures of a layer's activations."""
 
+import keras
 import numpy as np
 
 
@@ -58,5 +59,5 @@ def sparsity_statistics(
     }
     if regularizer is not None:
         penalty = regularizer.penalty(np.asarray(activations, "float32"))
-        stats["kl_penalty"] = float(np.asarray(penalty))
+        stats["kl_penalty"] = float(keras.ops.convert_to_numpy(penalty))
     return stats

@@ -313,6 +313,7 @@ def test_get_config_round_trip_and_registration():
         "beta": 4.0,
         "value_range": [-1.0, 1.0],
         "axis": 1,
+        "cross_replica": True,
     }
     assert all(type(v) is float for v in (config["rho"], config["beta"]))
     clone = KLSparsityRegularizer.from_config(config)
@@ -334,7 +335,8 @@ def test_defaults_and_public_names():
     assert keras_sparsity.EPSILON == 1e-7
     assert isinstance(keras_sparsity.__version__, str)
     assert repr(regularizer) == (
-        "KLSparsityRegularizer(rho=0.05, beta=3.0, value_range=None, axis=-1)"
+        "KLSparsityRegularizer(rho=0.05, beta=3.0, value_range=None, "
+        "axis=-1, cross_replica=True)"
     )
 
 
@@ -435,6 +437,12 @@ RHO_MSG = "a float strictly between 0 and 1"
             "Invalid type for argument `value_range`: expected a pair "
             "(low, high) of finite floats with low < high. "
             "Received: value_range='tanh'",
+        ),
+        (
+            {"cross_replica": 1},
+            TypeError,
+            "Invalid type for argument `cross_replica`: expected a bool. "
+            "Received: cross_replica=1 (of type int)",
         ),
         (
             {"axis": 1.0},
