@@ -5,6 +5,7 @@ import numbers
 import re
 
 import keras
+import numpy as np
 from keras import ops
 
 EPSILON = 1e-7
@@ -226,10 +227,15 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
         reduced = tuple(i for i in range(ndim) if i != axis)
         x = ops.cast(x, "float32")
         if mask is None:
-            shape = ops.shape(x)
-            count = ops.cast(1.0, "float32")
+            # A Python int when the shape is static (eager, JAX, PyTorch):
+            # fewer ops on the hot path than a tensor count.
+            count = 1
             for i in reduced:
-                count = count * ops.cast(shape[i], "float32")
+                size = x.shape[i]
+                if size is None:
+                    count = count * ops.cast(ops.shape(x)[i], "float32")
+                else:
+                    count = count * size
         else:
             if axis != ndim - 1:
                 raise ValueError(
@@ -248,27 +254,34 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
             # count, which Keras's 1 / replicas loss scaling and the summed
             # replica gradients make exact, with no all-reduce backwards.
             replicas = context.num_replicas_in_sync
+            count = ops.reshape(ops.cast(count, "float32"), (1,))
             packed = _all_reduce_sum(
-                context,
-                ops.stop_gradient(
-                    ops.concatenate([sums, ops.reshape(count, (1,))])
-                ),
+                context, ops.stop_gradient(ops.concatenate([sums, count]))
             )
             total, count = packed[:-1], packed[-1]
             sums = ops.stop_gradient(total - replicas * sums) + replicas * sums
-        rho_hat = sums / ops.maximum(count, 1.0)
+        if isinstance(count, int):
+            if count == 0:
+                return ops.sum(x) * 0.0  # an empty batch: 0, zero gradient
+            rho_hat = sums / float(count)
+        else:
+            rho_hat = sums / ops.maximum(count, 1.0)
         if self.value_range is not None:
             low, high = self.value_range
             rho_hat = (rho_hat - low) / (high - low)
         rho_hat = ops.clip(rho_hat, EPSILON, 1.0 - EPSILON)
-        rho = ops.cast(self.rho, "float32")
-        # `1 - rho` and `1 - rho_hat` are both rounded in float32, so a unit
-        # whose `rho_hat` equals `rho` contributes exactly 0.
-        kl = rho * ops.log(rho / rho_hat) + (1.0 - rho) * ops.log(
-            (1.0 - rho) / (1.0 - rho_hat)
+        # `rho` and `1 - rho` as float32 values, `1 - rho` rounded like
+        # `1 - rho_hat` below, so a unit whose `rho_hat` equals `rho`
+        # contributes exactly 0.
+        rho = float(np.float32(self.rho))
+        one_minus_rho = float(np.float32(1.0) - np.float32(self.rho))
+        kl = rho * ops.log(rho / rho_hat) + one_minus_rho * ops.log(
+            one_minus_rho / (1.0 - rho_hat)
         )
         # KL >= 0; the maximum drops float32 rounding below zero.
         penalty = self.beta * ops.sum(ops.maximum(kl, 0.0))
+        if isinstance(count, int):
+            return penalty
         return ops.where(count > 0, penalty, 0.0)
 
     def get_config(self):

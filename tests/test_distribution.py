@@ -214,3 +214,27 @@ def test_multi_worker_mirrored_strategy_matches_one_device(
         np.testing.assert_allclose(
             distributed[key], reference[key], atol=1e-5, rtol=0
         )
+
+
+def test_multi_worker_example_runs(subprocess_env):
+    from conftest import ROOT
+
+    env = {**subprocess_env, "KERAS_BACKEND": "tensorflow"}
+    env.pop("TF_CONFIG", None)
+    completed = subprocess.run(
+        [
+            sys.executable,
+            f"{ROOT}/examples/multi_worker.py",
+            "--steps",
+            "3",
+            "--global-batch",
+            "32",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "step 3/3: loss" in completed.stdout
+    assert "2 replicas; mean code activation" in completed.stdout
