@@ -13,6 +13,22 @@ def layer_regularizer(layer, rho=0.05):
     a `KLSparsityRegularizer` as `activity_regularizer`. Any other layer gets
     `KLSparsityRegularizer(rho, beta=1.0)`, whose penalty is the plain sum of
     the units' KL divergences from `rho`.
+
+    Args:
+        layer: A Keras layer.
+        rho: Target of the stand-in regularizer. Defaults to `0.05`.
+
+    Returns:
+        A `KLSparsityRegularizer`.
+
+    Example:
+
+    >>> import keras
+    >>> from keras_sparsity import SparseDense
+    >>> layer_regularizer(SparseDense(4, rho=0.1)).rho
+    0.1
+    >>> layer_regularizer(keras.layers.Dense(4), rho=0.2).beta
+    1.0
     """
     regularizer = getattr(layer, "sparsity_regularizer", None)
     if isinstance(regularizer, KLSparsityRegularizer):

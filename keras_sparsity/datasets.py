@@ -19,7 +19,16 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4"}
 
 
 class DataUnavailableError(RuntimeError):
-    """Raised when a data set can be neither found on disk nor downloaded."""
+    """Raised when a data set can be neither found on disk nor downloaded.
+
+    Example:
+
+    >>> try:
+    ...     load_arrays("/no/such/folder")
+    ... except DataUnavailableError as error:
+    ...     print(error)
+    No such file or folder: /no/such/folder
+    """
 
 
 def read_idx(path):
@@ -76,6 +85,17 @@ def load_arrays(path):
 
     Returns:
         Two `(x, y)` pairs of raw arrays; `y` is `None` where absent.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> path = os.path.join(tempfile.mkdtemp(), "tiny.npz")
+    >>> np.savez(path, x_train=np.zeros((3, 28, 28), np.uint8),
+    ...          x_test=np.zeros((2, 28, 28), np.uint8))
+    >>> (x_train, y_train), (x_test, _) = load_arrays(path)
+    >>> x_train.shape, y_train, x_test.shape
+    ((3, 28, 28), None, (2, 28, 28))
     """
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -108,7 +128,7 @@ def load_arrays(path):
         )
 
 
-def offline_message(name):
+def _offline_message(name):
     return (
         f"Could not load {name}: it is not cached and cannot be downloaded "
         "here. Offline options:\n"
@@ -141,6 +161,17 @@ def load_dataset(name="mnist", data_dir=None):
     Raises:
         DataUnavailableError: if the data can be neither found nor
             downloaded; its message names the offline options.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> path = os.path.join(tempfile.mkdtemp(), "tiny.npz")
+    >>> np.savez(path, x_train=np.full((3, 28, 28), 255, np.uint8),
+    ...          x_test=np.zeros((2, 28, 28), np.uint8))
+    >>> (x_train, _), (x_test, _) = load_dataset("mnist", data_dir=path)
+    >>> x_train.shape, float(x_train.max()), x_test.dtype
+    ((3, 784), 1.0, dtype('float32'))
     """
     if name not in DATASETS:
         raise ValueError(
@@ -160,7 +191,7 @@ def load_dataset(name="mnist", data_dir=None):
             train, test = getattr(keras.datasets, name).load_data()
         except Exception as error:  # Keras raises a bare Exception offline.
             raise DataUnavailableError(
-                offline_message(name) + f"\n(Keras said: {error})"
+                _offline_message(name) + f"\n(Keras said: {error})"
             ) from error
     return _prepare(*train), _prepare(*test)
 

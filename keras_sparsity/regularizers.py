@@ -25,7 +25,7 @@ KERAS_DIVIDES_ACTIVITY_LOSS = _keras_version(keras.__version__) >= (3, 14)
 batch size (Keras >= 3.14, keras-team/keras PR #22021)."""
 
 
-def check_float(name, value, is_valid, expected):
+def _check_float(name, value, is_valid, expected):
     """Returns `value` as a float, or raises naming the argument `name`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
@@ -41,7 +41,7 @@ def check_float(name, value, is_valid, expected):
     return value
 
 
-def check_value_range(value_range):
+def _check_value_range(value_range):
     """Returns `value_range` as a `(low, high)` tuple of floats, or `None`."""
     if value_range is None:
         return None
@@ -163,14 +163,14 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
     def __init__(
         self, rho=0.05, beta=3.0, value_range=None, axis=-1, cross_replica=True
     ):
-        rho = check_float(
+        rho = _check_float(
             "rho",
             rho,
             lambda v: 0.0 < v < 1.0,
             "a float strictly between 0 and 1",
         )
-        beta = check_float("beta", beta, lambda v: v >= 0.0, "a float >= 0")
-        value_range = check_value_range(value_range)
+        beta = _check_float("beta", beta, lambda v: v >= 0.0, "a float >= 0")
+        value_range = _check_value_range(value_range)
         if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
             raise TypeError(
                 "Invalid type for argument `axis`: expected an int. "
@@ -210,6 +210,18 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
         Returns:
             A float32 scalar tensor, the exact penalty
             `beta * sum_j KL(rho || rho_hat_j)`, whatever the Keras version.
+
+        Example:
+
+        >>> import numpy as np
+        >>> regularizer = KLSparsityRegularizer(rho=0.25, beta=1.0)
+        >>> x = np.array([[1.0], [0.0], [0.0], [0.0]], dtype="float32")
+        >>> float(regularizer.penalty(x))  # rho_hat == rho: exactly 0
+        0.0
+        >>> # Padding left out: the masked mean of [1, 0] is 0.5.
+        >>> mask = np.array([True, True, False, False])
+        >>> round(float(regularizer.penalty(x, mask=mask)), 4)
+        0.1308
         """
         x = ops.convert_to_tensor(x)
         ndim = len(x.shape)
