@@ -443,7 +443,8 @@ def write_plots(results, output_dir):
         axes.hist(row["firing_rates"], bins=30, color=colors[reg])
         axes.set_title(f"{label(row)}\nmean act. {row['mean_activation']:.3f}")
         axes.set_xlabel("per-unit firing rate")
-    axes.set_ylabel("units") if matched else None
+        if i == 0:
+            axes.set_ylabel("units")
     figure.tight_layout()
     path = os.path.join(output_dir, "firing_rates_matched.png")
     figure.savefig(path, dpi=100)

@@ -46,6 +46,7 @@ from keras_sparsity import (
     plot_reconstructions,
     sparsity_statistics,
 )
+from keras_sparsity.callbacks import layer_regularizer
 from keras_sparsity.datasets import (
     DATASETS,
     DataUnavailableError,
@@ -238,14 +239,7 @@ def main(argv=None):
     codes = encoder.predict(x_test, batch_size=1024, verbose=0)
     reconstructions = model.predict(x_test, batch_size=1024, verbose=0)
     test_mse = float(np.mean((reconstructions - x_test) ** 2, dtype=np.float64))
-    regularizer = (
-        KLSparsityRegularizer(
-            code_layer.activity_regularizer.rho,
-            code_layer.activity_regularizer.beta,
-        )
-        if args.recipe == "seed"
-        else code_layer.sparsity_regularizer
-    )
+    regularizer = layer_regularizer(code_layer)
     stats = sparsity_statistics(codes, regularizer=regularizer)
 
     model_path = os.path.join(args.output_dir, "model.keras")
