@@ -7,13 +7,13 @@ from keras_sparsity.plotting import (
     plot_firing_rates,
     plot_reconstructions,
 )
-from keras_sparsity.regularizers import EPSILON, KLSparsityRegularizer
-from keras_sparsity.statistics import sparsity_statistics
+from keras_sparsity.regularizers import KLSparsityRegularizer
+from keras_sparsity.statistics import ACTIVE_THRESHOLD, sparsity_statistics
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
-    "EPSILON",
+    "ACTIVE_THRESHOLD",
     "KLSparsityRegularizer",
     "SparseDense",
     "SparsityMonitor",

@@ -1,66 +1,72 @@
 """A callback that records the sparsity of watched layers every epoch."""
 
+import math
+import numbers
+
 import keras
+import numpy as np
 
-from keras_sparsity.regularizers import KLSparsityRegularizer
-from keras_sparsity.statistics import sparsity_statistics
+from keras_sparsity.regularizers import KLSparsityRegularizer, _check_rho
+from keras_sparsity.statistics import ACTIVE_THRESHOLD, sparsity_statistics
+
+_LOGGED = ("mean_activation", "kl_penalty", "dead_fraction", "active_fraction")
 
 
-def layer_regularizer(layer, rho=0.05):
-    """The KL regularizer that `layer` carries, or a unit-weight stand-in.
+def _penalty_of(layer, rho):
+    """`(regularizer, masked)`: the KL penalty `layer` trains with.
 
-    `SparseDense` layers carry `sparsity_regularizer`; other layers may have
-    a `KLSparsityRegularizer` as `activity_regularizer`. Any other layer gets
-    `KLSparsityRegularizer(rho, beta=1.0)`, whose penalty is the plain sum of
-    the units' KL divergences from `rho`.
-
-    Args:
-        layer: A Keras layer.
-        rho: Target of the stand-in regularizer. Defaults to `0.05`.
-
-    Returns:
-        A `KLSparsityRegularizer`.
-
-    Example:
-
-    >>> import keras
-    >>> from keras_sparsity import SparseDense
-    >>> layer_regularizer(SparseDense(4, rho=0.1)).rho
-    0.1
-    >>> layer_regularizer(keras.layers.Dense(4), rho=0.2).beta
-    1.0
+    `SparseDense` layers carry `sparsity_regularizer` and apply the Keras
+    mask; a `KLSparsityRegularizer` given as `activity_regularizer` never
+    sees the mask (Keras does not pass it). Any other layer gets a stand-in,
+    `KLSparsityRegularizer(rho, beta=1.0)`, whose penalty is the plain sum
+    of the units' KL divergences from `rho`.
     """
     regularizer = getattr(layer, "sparsity_regularizer", None)
     if isinstance(regularizer, KLSparsityRegularizer):
-        return regularizer
+        return regularizer, True
     if isinstance(layer.activity_regularizer, KLSparsityRegularizer):
-        return layer.activity_regularizer
-    return KLSparsityRegularizer(rho=rho, beta=1.0)
+        return layer.activity_regularizer, False
+    return KLSparsityRegularizer(rho=rho, beta=1.0), False
+
+
+def _leading_shapes(data):
+    """The shapes of the arrays in `data` (an array, list, tuple or dict)."""
+    if isinstance(data, dict):
+        data = list(data.values())
+    if not isinstance(data, (list, tuple)):
+        data = [data]
+    return [tuple(np.shape(x)) for x in data]
 
 
 class SparsityMonitor(keras.callbacks.Callback):
     """Adds the sparsity of watched layers to the logs at each epoch end.
 
     For every watched layer it computes, on `data`, the mean activation, the
-    KL penalty (with the layer's own `KLSparsityRegularizer` or
-    `SparseDense` settings, else the KL sum for `rho` with `beta=1`), the
-    fraction of dead units (active on no example) and the fraction of
-    active activations (above `active_threshold` once mapped onto (0, 1)),
-    and writes them to the epoch `logs` as `<layer>_mean_activation`,
-    `<layer>_kl_penalty`, `<layer>_dead_fraction` and
-    `<layer>_active_fraction`. `History`, `CSVLogger` and `TensorBoard`
-    record them like any metric. Put it before those callbacks in the list.
+    KL penalty the layer trains with (its own `KLSparsityRegularizer` or
+    `SparseDense` settings, with the same feature axis, value range and, for
+    `SparseDense`, Keras mask; else the KL sum for `rho` with `beta=1`), the
+    fraction of dead units and the fraction of active activations (see
+    `sparsity_statistics`), and writes them to the epoch `logs` as
+    `<layer>_mean_activation`, `<layer>_kl_penalty`, `<layer>_dead_fraction`
+    and `<layer>_active_fraction`. `History`, `CSVLogger` and `TensorBoard`
+    record them like any metric; put the monitor before them in the list.
+    The full figures of the latest epoch, per-unit firing rates included,
+    are in `monitor.statistics[layer_name]`.
 
-    It costs one forward pass over `data` per epoch: a few thousand examples
-    are plenty (see `benchmarks/monitor_overhead.py`).
+    It needs a functional or `Sequential` model, whose layers have symbolic
+    outputs, and checks the layers and the shape of `data` when training
+    starts. A layer called more than once in the model (a shared layer) is
+    measured at its first call. It costs one forward pass over `data` per
+    epoch: a few thousand examples are plenty (see
+    `benchmarks/monitor_overhead.py`).
 
     Args:
-        layers: List of layers of the model, or their names.
-        data: Model inputs to measure on (an array, or anything
-            `Model.predict` accepts).
+        layers: A layer of the model or its name, or a list of them.
+        data: Model inputs to measure on: an array, or a list or dict of
+            arrays for a model with several inputs.
         batch_size: Batch size of the forward pass. Defaults to `256`.
         active_threshold: Level above which a mapped activation counts as
-            active. Defaults to `0.5`.
+            active. Defaults to `ACTIVE_THRESHOLD` (0.1).
         rho: Target used for the KL figure of layers without a KL
             regularizer of their own. Defaults to `0.05`.
 
@@ -75,61 +81,154 @@ class SparsityMonitor(keras.callbacks.Callback):
     ...      keras.layers.Dense(8)]
     ... )
     >>> model.compile(optimizer="adam", loss="mse")
-    >>> history = model.fit(
-    ...     x, x, epochs=2, verbose=0,
-    ...     callbacks=[SparsityMonitor(["code"], data=x)],
-    ... )
+    >>> monitor = SparsityMonitor("code", data=x)
+    >>> history = model.fit(x, x, epochs=2, verbose=0, callbacks=[monitor])
     >>> len(history.history["code_mean_activation"])
     2
+    >>> len(monitor.statistics["code"]["firing_rates"])
+    4
     """
 
     def __init__(
-        self, layers, data, batch_size=256, active_threshold=0.5, rho=0.05
+        self,
+        layers,
+        data,
+        batch_size=256,
+        active_threshold=ACTIVE_THRESHOLD,
+        rho=0.05,
     ):
         super().__init__()
+        if isinstance(layers, (str, keras.layers.Layer)):
+            layers = [layers]
+        if not isinstance(layers, (list, tuple)):
+            raise TypeError(
+                "Invalid type for argument `layers`: expected layers or "
+                f"layer names. Received: layers={layers!r}"
+            )
         if not layers:
             raise ValueError(
-                "Invalid value for argument `layers`: expected a non-empty "
-                f"list of layers or layer names. Received: layers={layers!r}"
+                "Invalid value for argument `layers`: expected a layer or "
+                "layer name, or a non-empty list of them. "
+                f"Received: layers={layers!r}"
+            )
+        for layer in layers:
+            if not isinstance(layer, (str, keras.layers.Layer)):
+                raise TypeError(
+                    "Invalid type for argument `layers`: expected layers or "
+                    f"layer names. Received: {layer!r} (of type "
+                    f"{type(layer).__name__})"
+                )
+        if isinstance(batch_size, bool) or not (
+            isinstance(batch_size, numbers.Integral) and batch_size >= 1
+        ):
+            raise ValueError(
+                "Invalid value for argument `batch_size`: expected an int "
+                f">= 1. Received: batch_size={batch_size!r}"
+            )
+        if isinstance(active_threshold, bool) or not (
+            isinstance(active_threshold, numbers.Real)
+            and math.isfinite(active_threshold)
+        ):
+            raise ValueError(
+                "Invalid value for argument `active_threshold`: expected a "
+                f"finite float. Received: active_threshold={active_threshold!r}"
             )
         self.layers = list(layers)
         self.data = data
-        self.batch_size = batch_size
-        self.active_threshold = active_threshold
-        self.rho = rho
+        self.batch_size = int(batch_size)
+        self.active_threshold = float(active_threshold)
+        self.rho = _check_rho(rho)
+        self.statistics = {}
         self._probe = None
 
     def on_train_begin(self, logs=None):
-        layers = [
-            self.model.get_layer(layer) if isinstance(layer, str) else layer
-            for layer in self.layers
-        ]
-        self._watched = [
-            (layer, layer_regularizer(layer, self.rho)) for layer in layers
-        ]
-        self._probe = keras.Model(
-            self.model.inputs, [layer.output for layer in layers]
-        )
+        model = self.model
+        try:
+            inputs = model.inputs
+        except AttributeError:
+            inputs = None
+        if not inputs:
+            raise ValueError(
+                "SparsityMonitor needs a functional or Sequential model, whose "
+                "layers have symbolic outputs to read; "
+                f"{type(model).__name__} has none. Build the model with "
+                "keras.Input (keras.Model(inputs, outputs) or a Sequential "
+                "starting with keras.Input), or compute the activations "
+                "yourself and call sparsity_statistics."
+            )
+        layers = [self._resolve(layer) for layer in self.layers]
+        self._check_data(inputs)
+        self._watched = []
+        outputs = [layer.output for layer in layers]
+        for layer in layers:
+            regularizer, masked = _penalty_of(layer, self.rho)
+            # The mask Keras passes to the layer's call, as a symbolic
+            # tensor of the model (None without masking); SparseDense
+            # passes it on unchanged, so it is its output's mask.
+            mask = (
+                getattr(layer.output, "_keras_mask", None) if masked else None
+            )
+            self._watched.append(
+                (layer, regularizer, None if mask is None else len(outputs))
+            )
+            if mask is not None:
+                outputs.append(mask)
+        self._probe = keras.Model(inputs, outputs)
+
+    def _resolve(self, layer):
+        if isinstance(layer, str):
+            names = [candidate.name for candidate in self.model.layers]
+            if layer not in names:
+                raise ValueError(
+                    f"SparsityMonitor: the model has no layer named {layer!r}. "
+                    f"Its layers are {names}."
+                )
+            return self.model.get_layer(layer)
+        if not any(layer is candidate for candidate in self.model.layers):
+            raise ValueError(
+                f"SparsityMonitor: layer {layer.name!r} is not a layer of the "
+                "model being trained."
+            )
+        return layer
+
+    def _check_data(self, inputs):
+        shapes = _leading_shapes(self.data)
+        expected = [tuple(tensor.shape) for tensor in inputs]
+        if len(shapes) != len(expected) or any(
+            len(got) != len(want)
+            or any(w is not None and g != w for g, w in zip(got[1:], want[1:]))
+            for got, want in zip(shapes, expected)
+        ):
+            raise ValueError(
+                "Invalid value for argument `data` of SparsityMonitor: "
+                f"expected model inputs of shape {expected}. "
+                f"Received: shapes {shapes}"
+            )
+        if any(not got or got[0] == 0 for got in shapes):
+            raise ValueError(
+                "Invalid value for argument `data` of SparsityMonitor: "
+                "expected at least one example."
+            )
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is None:
-            return
         outputs = self._probe.predict(
             self.data, batch_size=self.batch_size, verbose=0
         )
-        if len(self._watched) == 1:
+        if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
-        for (layer, regularizer), activations in zip(self._watched, outputs):
-            stats = sparsity_statistics(
-                activations,
-                value_range=regularizer.value_range,
-                active_threshold=self.active_threshold,
-                regularizer=regularizer,
-            )
-            for key in (
-                "mean_activation",
-                "kl_penalty",
-                "dead_fraction",
-                "active_fraction",
-            ):
-                logs[f"{layer.name}_{key}"] = stats[key]
+        for index, (layer, regularizer, mask_index) in enumerate(self._watched):
+            activations = np.asarray(outputs[index])
+            mask = None if mask_index is None else outputs[mask_index]
+            if not np.all(np.isfinite(activations)):
+                stats = {key: float("nan") for key in _LOGGED}
+            else:
+                stats = sparsity_statistics(
+                    activations,
+                    active_threshold=self.active_threshold,
+                    regularizer=regularizer,
+                    mask=mask,
+                )
+            self.statistics[layer.name] = stats
+            if logs is not None:
+                for key in _LOGGED:
+                    logs[f"{layer.name}_{key}"] = stats[key]

@@ -3,11 +3,18 @@
 import numbers
 
 import keras
-from keras import ops
 
-from keras_sparsity.regularizers import KLSparsityRegularizer
+from keras_sparsity.regularizers import (
+    KLSparsityRegularizer,
+    _check_beta,
+    _check_bool,
+    _check_rho,
+    _check_value_range,
+)
 
-ACTIVATION_RANGES = {
+# Output ranges of the built-in bounded activations, mapped onto (0, 1)
+# before the KL divergence.
+_ACTIVATION_RANGES = {
     "sigmoid": (0.0, 1.0),
     "hard_sigmoid": (0.0, 1.0),
     "sparse_sigmoid": (0.0, 1.0),
@@ -16,21 +23,46 @@ ACTIVATION_RANGES = {
     "softsign": (-1.0, 1.0),
     "relu6": (0.0, 6.0),
 }
-"""Output ranges of the built-in bounded activations that `SparseDense`
-accepts, mapped onto `(0, 1)` before the KL divergence."""
 
 
-def _activation_name(activation):
+def _check_units(units):
+    if isinstance(units, bool) or not isinstance(units, numbers.Integral):
+        raise TypeError(
+            "Invalid type for argument `units`: expected a positive int. "
+            f"Received: units={units!r} (of type {type(units).__name__})"
+        )
+    if units <= 0:
+        raise ValueError(
+            "Invalid value for argument `units`: expected a positive int. "
+            f"Received: units={units!r}"
+        )
+    return int(units)
+
+
+def _penalty_range(activation, value_range):
+    """The range mapped onto (0, 1), or the error for an unbounded one."""
+    if value_range is not None:
+        return value_range
     name = keras.activations.serialize(activation)
-    return name if isinstance(name, str) else repr(activation)
+    if not isinstance(name, str):
+        name = repr(activation)
+    if name not in _ACTIVATION_RANGES:
+        raise ValueError(
+            "Invalid value for argument `activation`: the KL sparsity "
+            "penalty needs a bounded activation, since `rho` is a firing "
+            f"probability. Use one of {sorted(_ACTIVATION_RANGES)}, or pass "
+            "the output range of a custom bounded activation as "
+            f"`value_range=(low, high)`. Received: activation={name!r}"
+        )
+    return _ACTIVATION_RANGES[name]
 
 
 @keras.saving.register_keras_serializable(package="keras_sparsity")
-class SparseDense(keras.layers.Layer):
+class SparseDense(keras.layers.Dense):
     """Densely connected layer whose activations carry the KL sparsity penalty.
 
-    Computes `output = activation(dot(input, kernel) + bias)`, like
-    `keras.layers.Dense`, and adds to `layer.losses` the penalty
+    A `keras.layers.Dense` (`output = activation(dot(input, kernel) + bias)`)
+    that adds to `layer.losses` the penalty
     `beta * sum_j KL(rho || rho_hat_j)` of its outputs, where `rho_hat_j` is
     the mean activation of unit `j` over every axis but the last. The loss is
     added with `add_loss`, not as an activity regularizer, so it is exactly
@@ -44,31 +76,28 @@ class SparseDense(keras.layers.Layer):
     `"linear"`, ...) are refused. For a custom bounded activation, pass its
     output range as `value_range`.
 
+    `rho`, `beta`, `value_range`, `cross_replica` and `activation` are plain
+    attributes: setting one changes the penalty and `get_config()` alike
+    (a compiled model picks the change up once compiled again), and a value
+    the constructor would refuse is refused.
+
     Args:
         units: Positive integer, dimensionality of the output space.
         rho: Target mean activation, a float strictly between 0 and 1.
             Defaults to `0.05`.
-        beta: Weight of the sparsity penalty, a float >= 0. Defaults to
-            `3.0`.
+        beta: Weight of the sparsity penalty, a float between 0 and 1e12.
+            Defaults to `3.0`.
         activation: Bounded activation function. Defaults to `"sigmoid"`.
-        use_bias: Boolean, whether the layer uses a bias vector.
-        kernel_initializer: Initializer for the `kernel` weights matrix.
-        bias_initializer: Initializer for the bias vector.
-        kernel_regularizer: Regularizer function applied to the `kernel`
-            weights matrix.
-        bias_regularizer: Regularizer function applied to the bias vector.
-        activity_regularizer: An extra regularizer applied to the output of
-            the layer, on top of the sparsity penalty.
-        kernel_constraint: Constraint function applied to the `kernel`
-            weights matrix.
-        bias_constraint: Constraint function applied to the bias vector.
         value_range: Optional `(low, high)` output range of the activation,
             required for a custom activation and overriding the built-in
             range otherwise.
-        cross_replica: Compute `rho_hat` over the global batch under a
-            `tf.distribute` strategy (see `KLSparsityRegularizer`). Defaults
+        cross_replica: Compute `rho_hat` over the global batch under
+            data-parallel training (see `KLSparsityRegularizer`). Defaults
             to `True`.
-        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+        **kwargs: The other arguments of `keras.layers.Dense` (`use_bias`,
+            `kernel_initializer`, `kernel_regularizer`,
+            `activity_regularizer` for an extra penalty on top, ...) and base
+            layer keyword arguments such as `name` and `dtype`.
 
     Call arguments:
         inputs: Input tensor.
@@ -85,7 +114,6 @@ class SparseDense(keras.layers.Layer):
     Example:
 
     >>> import numpy as np
-    >>> import keras
     >>> from keras_sparsity import SparseDense
     >>> layer = SparseDense(4, rho=0.1, beta=3.0)
     >>> outputs = layer(np.random.rand(8, 16).astype("float32"))
@@ -105,134 +133,71 @@ class SparseDense(keras.layers.Layer):
         rho=0.05,
         beta=3.0,
         activation="sigmoid",
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        bias_regularizer=None,
-        activity_regularizer=None,
-        kernel_constraint=None,
-        bias_constraint=None,
         value_range=None,
         cross_replica=True,
         **kwargs,
     ):
-        if isinstance(units, bool) or not isinstance(units, numbers.Integral):
-            raise TypeError(
-                "Invalid type for argument `units`: expected a positive int. "
-                f"Received: units={units!r} (of type {type(units).__name__})"
-            )
-        if units <= 0:
-            raise ValueError(
-                "Invalid value for argument `units`: expected a positive int. "
-                f"Received: units={units!r}"
-            )
-        activation_fn = keras.activations.get(activation)
-        name = _activation_name(activation_fn)
-        if value_range is None and name not in ACTIVATION_RANGES:
-            raise ValueError(
-                "Invalid value for argument `activation`: the KL sparsity "
-                "penalty needs a bounded activation, since `rho` is a firing "
-                "probability. Use one of "
-                f"{sorted(ACTIVATION_RANGES)}, or pass the output range of "
-                "a custom bounded activation as `value_range=(low, high)`. "
-                f"Received: activation={name!r}"
-            )
-        sparsity_regularizer = KLSparsityRegularizer(
-            rho=rho,
-            beta=beta,
-            value_range=(
-                ACTIVATION_RANGES[name] if value_range is None else value_range
-            ),
-            cross_replica=cross_replica,
-        )
-        if sparsity_regularizer.value_range == (0.0, 1.0):
-            sparsity_regularizer.value_range = None
-        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        self.units = int(units)
-        self.rho = sparsity_regularizer.rho
-        self.beta = sparsity_regularizer.beta
-        self.activation = activation_fn
-        self.use_bias = use_bias
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
-        self.value_range = (
-            None if value_range is None else tuple(map(float, value_range))
-        )
+        units = _check_units(units)
+        rho = _check_rho(rho)
+        beta = _check_beta(beta)
+        value_range = _check_value_range(value_range)
+        activation = keras.activations.get(activation)
+        _penalty_range(activation, value_range)
+        cross_replica = _check_bool("cross_replica", cross_replica)
+        super().__init__(units, activation=activation, **kwargs)
+        self.rho = rho
+        self.beta = beta
+        self.value_range = value_range
         self.cross_replica = cross_replica
-        self.sparsity_regularizer = sparsity_regularizer
-        self.input_spec = keras.InputSpec(min_ndim=2)
-        self.supports_masking = True
 
-    def build(self, input_shape):
-        if len(input_shape) < 2 or input_shape[-1] is None:
-            raise ValueError(
-                "SparseDense expects inputs of rank >= 2 with a known last "
-                f"dimension. Received: input_shape={input_shape}"
-            )
-        input_dim = input_shape[-1]
-        self.kernel = self.add_weight(
-            name="kernel",
-            shape=(input_dim, self.units),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
+    def __setattr__(self, name, value):
+        # Checked again when set after construction, so that the layer never
+        # trains with, or saves, a value its constructor would refuse.
+        if name in _ATTRIBUTE_CHECKS:
+            value = _ATTRIBUTE_CHECKS[name](value)
+        if name == "activation" and "value_range" in self.__dict__:
+            value = keras.activations.get(value)
+            _penalty_range(value, self.value_range)
+        elif name == "value_range" and "activation" in self.__dict__:
+            _penalty_range(self.activation, value)
+        super().__setattr__(name, value)
+
+    @property
+    def sparsity_regularizer(self):
+        """The `KLSparsityRegularizer` of the layer's current settings.
+
+        Built from `rho`, `beta`, the activation's range and
+        `cross_replica` on every access; change those attributes, not it.
+        """
+        value_range = _penalty_range(self.activation, self.value_range)
+        return KLSparsityRegularizer(
+            self.rho,
+            self.beta,
+            value_range=None if value_range == (0.0, 1.0) else value_range,
+            cross_replica=self.cross_replica,
         )
-        if self.use_bias:
-            self.bias = self.add_weight(
-                name="bias",
-                shape=(self.units,),
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-            )
-        else:
-            self.bias = None
-        self.input_spec = keras.InputSpec(min_ndim=2, axes={-1: input_dim})
 
     def call(self, inputs, mask=None):
-        outputs = ops.matmul(inputs, self.kernel)
-        if self.bias is not None:
-            outputs = ops.add(outputs, self.bias)
-        outputs = self.activation(outputs)
+        outputs = super().call(inputs)
         self.add_loss(self.sparsity_regularizer.penalty(outputs, mask=mask))
         return outputs
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.units,)
 
     def get_config(self):
         return {
             **super().get_config(),
-            "units": self.units,
             "rho": self.rho,
             "beta": self.beta,
-            "activation": keras.activations.serialize(self.activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": keras.initializers.serialize(
-                self.kernel_initializer
-            ),
-            "bias_initializer": keras.initializers.serialize(
-                self.bias_initializer
-            ),
-            "kernel_regularizer": keras.regularizers.serialize(
-                self.kernel_regularizer
-            ),
-            "bias_regularizer": keras.regularizers.serialize(
-                self.bias_regularizer
-            ),
-            "kernel_constraint": keras.constraints.serialize(
-                self.kernel_constraint
-            ),
-            "bias_constraint": keras.constraints.serialize(
-                self.bias_constraint
-            ),
             "value_range": (
                 None if self.value_range is None else list(self.value_range)
             ),
             "cross_replica": self.cross_replica,
         }
+
+
+_ATTRIBUTE_CHECKS = {
+    "units": _check_units,
+    "rho": _check_rho,
+    "beta": _check_beta,
+    "value_range": _check_value_range,
+    "cross_replica": lambda value: _check_bool("cross_replica", value),
+}

@@ -8,10 +8,23 @@ import keras
 import numpy as np
 from keras import ops
 
-EPSILON = 1e-7
-"""Clip bound for the mean activations: `rho_hat` lies in
-`[EPSILON, 1 - EPSILON]` before the logarithms, so the penalty and its
-gradient stay finite for zeros, ones and values outside the range."""
+from keras_sparsity import _replicas
+
+_FLOAT32 = np.finfo(np.float32)
+# `rho_hat` is clipped to [_RHO_HAT_MIN, _RHO_HAT_MAX] before the
+# logarithms. In float32 that only moves an exact 0 (or a subnormal) and an
+# exact 1: every other float32 in (0, 1) lies inside.
+_RHO_HAT_MIN = float(_FLOAT32.tiny)  # 1.1754944e-38
+_RHO_HAT_MAX = float(np.nextafter(np.float32(1.0), np.float32(0.0)))
+# The gradient is the formula's own, evaluated at `rho_hat` clipped to
+# [_GRADIENT_FLOOR, _RHO_HAT_MAX]: exact for mean activations down to 1e-12,
+# bounded below that so a silent unit gets a strong, finite push back.
+_GRADIENT_FLOOR = 1e-12
+# The smallest argument of `log1p` in the KL: -1 plus float32's epsilon / 2.
+_LOG1P_FLOOR = -1.0 + 2.0**-24
+# With beta <= _MAX_BETA the penalty, its gradient (at most
+# beta / _GRADIENT_FLOOR per unit) and Keras's scaled copy all fit float32.
+_MAX_BETA = 1e12
 
 
 def _keras_version(version):
@@ -20,25 +33,60 @@ def _keras_version(version):
     return int(major), int(minor)
 
 
-KERAS_DIVIDES_ACTIVITY_LOSS = _keras_version(keras.__version__) >= (3, 14)
-"""Whether the installed Keras divides each activity-regularizer loss by the
-batch size (Keras >= 3.14, keras-team/keras PR #22021)."""
+# Whether the installed Keras divides each activity-regularizer loss by the
+# batch size (Keras >= 3.14, keras-team/keras PR #22021).
+_KERAS_DIVIDES_ACTIVITY_LOSS = _keras_version(keras.__version__) >= (3, 14)
 
 
-def _check_float(name, value, is_valid, expected):
-    """Returns `value` as a float, or raises naming the argument `name`."""
+def _invalid_type(name, value, expected):
+    return TypeError(
+        f"Invalid type for argument `{name}`: expected {expected}. "
+        f"Received: {name}={value!r} (of type {type(value).__name__})"
+    )
+
+
+def _invalid_value(name, value, expected):
+    return ValueError(
+        f"Invalid value for argument `{name}`: expected {expected}. "
+        f"Received: {name}={value!r}"
+    )
+
+
+def _check_real(name, value):
+    """Returns `value` as a finite float, or raises naming `name`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"Invalid type for argument `{name}`: expected a float. "
-            f"Received: {name}={value!r} (of type {type(value).__name__})"
+        raise _invalid_type(name, value, "a float")
+    return float(value)
+
+
+def _check_rho(rho):
+    """Returns `rho` as a float, or raises the error that names it."""
+    rho = _check_real("rho", rho)
+    if not (math.isfinite(rho) and 0.0 < rho < 1.0):
+        raise _invalid_value("rho", rho, "a float strictly between 0 and 1")
+    if rho < _RHO_HAT_MIN:
+        raise _invalid_value(
+            "rho",
+            rho,
+            f"a float of at least {_RHO_HAT_MIN:.8g} (the smallest normal "
+            "float32), since the penalty is computed in float32",
         )
-    value = float(value)
-    if not (math.isfinite(value) and is_valid(value)):
-        raise ValueError(
-            f"Invalid value for argument `{name}`: expected {expected}. "
-            f"Received: {name}={value!r}"
+    return rho
+
+
+def _check_beta(beta):
+    """Returns `beta` as a float, or raises the error that names it."""
+    beta = _check_real("beta", beta)
+    if not (math.isfinite(beta) and beta >= 0.0):
+        raise _invalid_value("beta", beta, "a float >= 0")
+    if beta > _MAX_BETA:
+        raise _invalid_value(
+            "beta",
+            beta,
+            f"a float <= {_MAX_BETA:g}, since a larger weight overflows "
+            "float32 in the gradient",
         )
-    return value
+    return beta
 
 
 def _check_value_range(value_range):
@@ -64,31 +112,140 @@ def _check_value_range(value_range):
             f"Invalid value for argument `value_range`: expected {expected}. "
             f"Received: value_range={value_range!r}"
         )
+    if not (
+        max(abs(low), abs(high), high - low) <= 1e37
+        and high - low >= _RHO_HAT_MIN
+    ):
+        raise ValueError(
+            f"Invalid value for argument `value_range`: expected {expected}, "
+            "at most 1e37 in size and apart, and at least 1.2e-38 apart, "
+            "so that float32 holds the mapped activations. "
+            f"Received: value_range={value_range!r}"
+        )
     return low, high
 
 
-def _replica_context():
-    """The `tf.distribute` replica context when there are several replicas.
+def _check_bool(name, value):
+    if not isinstance(value, bool):
+        raise _invalid_type(name, value, "a bool")
+    return value
 
-    Keras has no backend-neutral cross-replica reduction, so this is the one
-    place where the library reaches for TensorFlow, and only when the
-    TensorFlow backend runs it. JAX's `keras.distribution` needs nothing:
-    its arrays are global, so batch means already cover every device.
+
+def _check_inputs(x, axis, mask):
+    """Validates the rank, the axis and the mask; returns the axis >= 0."""
+    ndim = len(x.shape)
+    if ndim < 2:
+        raise ValueError(
+            "KLSparsityRegularizer expects activations of rank >= 2 "
+            f"(batch, ..., features). Received: x.shape={tuple(x.shape)}"
+        )
+    if not -ndim <= axis < ndim:
+        raise ValueError(
+            f"Invalid axis {axis} for activations of rank {ndim}. "
+            f"Received: x.shape={tuple(x.shape)}"
+        )
+    if mask is not None:
+        if axis % ndim != ndim - 1:
+            raise ValueError(
+                "A `mask` needs the feature axis last (axis=-1). "
+                f"Received: axis={axis}"
+            )
+        expected = tuple(x.shape[:-1])
+        received = tuple(mask.shape)
+        if len(received) != len(expected) or any(
+            a is not None and b is not None and a != b
+            for a, b in zip(received, expected)
+        ):
+            raise ValueError(
+                "Invalid shape for argument `mask`: expected exactly "
+                f"x.shape[:-1] = {expected} (masks are not broadcast). "
+                f"Received: mask.shape={received}"
+            )
+    return axis % ndim
+
+
+def _flat_positions(x, axis):
+    """`x` as `(positions, features)`, the feature axis last."""
+    if axis != len(x.shape) - 1:
+        x = ops.moveaxis(x, axis, -1)
+    return ops.reshape(x, (-1, x.shape[-1]))
+
+
+def _position_count(x, axis):
+    """Positions per feature: a Python int when the shape is static."""
+    count = 1
+    for i, size in enumerate(x.shape):
+        if i != axis:
+            count *= ops.shape(x)[i] if size is None else size
+    return count if isinstance(count, int) else ops.cast(count, "float32")
+
+
+def _column_sums(flat):
+    """Float32 sums of the columns of `(positions, features)`.
+
+    Accurate to about 1e-6 for at least 2**24 positions on every backend.
+    TensorFlow's CPU kernel sums the rows of a matrix one after another, so
+    its error grows with their number (15% for 2**24 equal values), while
+    its sums along the last axis are pairwise: there the matrix is summed
+    transposed. JAX and PyTorch sum pairwise either way.
     """
-    if keras.backend.backend() != "tensorflow":
-        return None
-    import tensorflow as tf
-
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return None
-    return context
+    if keras.backend.backend() == "tensorflow":
+        return ops.sum(ops.transpose(flat), axis=1)
+    return ops.sum(flat, axis=0)
 
 
-def _all_reduce_sum(context, value):
-    import tensorflow as tf
+def _kl_terms(rho, one_minus_rho, q):
+    """`KL(rho || q)` per unit, accurate in float32 for every `rho` and `q`.
 
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+    `rho * log(rho / q) + (1 - rho) * log((1 - rho) / (1 - q))`, written as
+    `log1p((rho - q) / ...)` so that neither term rounds a ratio near 1: a
+    unit whose `q` equals `rho` adds exactly 0, and one near `rho` adds its
+    small KL with a small error. Where the weight of a term is below 1/2,
+    its argument cannot come near -1; the other term's argument is kept
+    above -1 + 2**-24, which only moves a term whose weight is below
+    2**-24 of its `q` and changes the KL by less than that weight's share.
+    """
+    difference = rho - q
+    if rho <= 0.5:
+        small = rho * ops.log1p(ops.maximum(difference / q, _LOG1P_FLOOR))
+        return small + one_minus_rho * ops.log1p(difference / (q - 1.0))
+    small = one_minus_rho * ops.log1p(
+        ops.maximum(difference / (q - 1.0), _LOG1P_FLOOR)
+    )
+    return rho * ops.log1p(difference / q) + small
+
+
+def _kl_sum(rho, beta):
+    """`q -> beta * sum_j KL(rho || q_j)`, with its gradient in closed form.
+
+    The value clips `q` only where the logarithms need it (exact 0 and 1).
+    The gradient is the formula's, `beta * (-rho / q + (1 - rho) / (1 - q))`,
+    at `q` clipped to `[_GRADIENT_FLOOR, _RHO_HAT_MAX]`: it does not vanish
+    for a unit whose mean activation is tiny, as autodiff through the clip
+    would, so a silent unit is pushed back towards `rho`.
+    """
+    # Float32 constants; `1 - rho` comes from the float64 `rho`, so it stays
+    # accurate for `rho` near 1.
+    rho32 = float(np.float32(rho))
+    one_minus_rho = float(np.float32(1.0 - rho))
+    beta = float(np.float32(beta))
+
+    @ops.custom_gradient
+    def kl_sum(q):
+        clipped = ops.clip(q, _RHO_HAT_MIN, _RHO_HAT_MAX)
+        kl = _kl_terms(rho32, one_minus_rho, clipped)
+        # KL >= 0; the maximum drops float32 rounding below zero.
+        value = beta * ops.sum(ops.maximum(kl, 0.0))
+
+        def grad(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            at = ops.clip(q, _GRADIENT_FLOOR, _RHO_HAT_MAX)
+            return (upstream * beta) * (one_minus_rho / (1.0 - at) - rho32 / at)
+
+        return value, grad
+
+    return kl_sum
 
 
 @keras.saving.register_keras_serializable(package="keras_sparsity")
@@ -113,14 +270,18 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
     Call `penalty(x)` to compute the penalty of a tensor directly.
 
     The penalty is computed in float32 whatever the dtype of the activations
-    (float16, bfloat16, mixed precision). `rho_hat` is clipped to
-    `[EPSILON, 1 - EPSILON]`, so zeros, ones and values outside the range
-    give a finite penalty and gradient; an empty batch gives 0.
+    (float16, bfloat16, mixed precision), with means accurate to about 1e-6
+    for up to 16 million positions per unit. Exact zeros and ones are clipped
+    before the logarithms, so they give a finite penalty; the gradient is the
+    formula's down to mean activations of 1e-12, so a unit that has gone
+    silent is pushed back towards `rho`. An empty batch gives 0; NaN
+    activations give a NaN penalty.
 
     Args:
         rho: Target mean activation (the sparsity parameter), a float
             strictly between 0 and 1. Defaults to `0.05`.
-        beta: Weight of the penalty, a float >= 0. Defaults to `3.0`.
+        beta: Weight of the penalty, a float between 0 and 1e12. Defaults
+            to `3.0`.
         value_range: Optional `(low, high)` range of the activations when it
             is not `(0, 1)`, for example `(-1, 1)` for `tanh`. Mean
             activations are mapped linearly from it onto `(0, 1)` before the
@@ -128,13 +289,14 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
         axis: The feature axis, whose entries each get a `rho_hat_j`.
             Defaults to `-1` (channels last); use `1` for channels-first
             convolution outputs.
-        cross_replica: Under a `tf.distribute` strategy with several
-            replicas (`MirroredStrategy`, `MultiWorkerMirroredStrategy`),
-            compute `rho_hat` over the global batch with one all-reduce, so
-            that training matches one device with the same global batch.
-            Defaults to `True`. `False` gives each replica the penalty of its
-            own share of the batch, and Keras averages those: a different
-            objective, since the KL of a mean is not the mean of the KLs.
+        cross_replica: Under data-parallel training with several replicas
+            (`tf.distribute` strategies, or a `torch.distributed` process
+            group with more than one process), compute `rho_hat` over the
+            global batch with one all-reduce, so that training matches one
+            device with the same global batch. Defaults to `True`. `False`
+            gives each replica the penalty of its own share of the batch: a
+            different objective, since the KL of a mean is not the mean of
+            the KLs.
 
     Example:
 
@@ -145,8 +307,11 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
     >>> activations = np.array(
     ...     [[0.0, 1.0], [1.0, 0.0], [0.0, 0.0], [1.0, 0.0]], dtype="float32"
     ... )
-    >>> # rho_hat = [0.5, 0.25]: the first unit is on target, the second
-    >>> # adds 0.5 * log(0.5 / 0.25) + 0.5 * log(0.5 / 0.75).
+
+    `rho_hat = [0.5, 0.25]`: the first unit is on target and adds 0, the
+    second adds `0.5 * log(0.5 / 0.25) + 0.5 * log(0.5 / 0.75)`, times
+    `beta`:
+
     >>> round(float(regularizer.penalty(activations)), 4)
     0.2877
     >>> layer = keras.layers.Dense(
@@ -163,35 +328,25 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
     def __init__(
         self, rho=0.05, beta=3.0, value_range=None, axis=-1, cross_replica=True
     ):
-        rho = _check_float(
-            "rho",
-            rho,
-            lambda v: 0.0 < v < 1.0,
-            "a float strictly between 0 and 1",
-        )
-        beta = _check_float("beta", beta, lambda v: v >= 0.0, "a float >= 0")
-        value_range = _check_value_range(value_range)
-        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-            raise TypeError(
-                "Invalid type for argument `axis`: expected an int. "
-                f"Received: axis={axis!r} (of type {type(axis).__name__})"
-            )
-        if not isinstance(cross_replica, bool):
-            raise TypeError(
-                "Invalid type for argument `cross_replica`: expected a bool. "
-                f"Received: cross_replica={cross_replica!r} "
-                f"(of type {type(cross_replica).__name__})"
-            )
+        # Each assignment is validated by `__setattr__`, in this order.
         self.rho = rho
         self.beta = beta
         self.value_range = value_range
-        self.axis = int(axis)
+        self.axis = axis
         self.cross_replica = cross_replica
+
+    def __setattr__(self, name, value):
+        # Every argument is checked again when set after construction, so a
+        # regularizer never holds a value its constructor would refuse.
+        check = _ATTRIBUTE_CHECKS.get(name)
+        if check is not None:
+            value = check(value)
+        super().__setattr__(name, value)
 
     def __call__(self, x):
         x = ops.convert_to_tensor(x)
         penalty = self.penalty(x)
-        if KERAS_DIVIDES_ACTIVITY_LOSS:
+        if _KERAS_DIVIDES_ACTIVITY_LOSS:
             # Keras divides by this same batch size (`divide_no_nan`), so
             # the loss that reaches `layer.losses` is the penalty itself.
             penalty = penalty * ops.cast(ops.shape(x)[0], "float32")
@@ -203,9 +358,10 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
         Args:
             x: Activations of rank >= 2, `(batch, ..., features)` when `axis`
                 is `-1`.
-            mask: Optional boolean or 0/1 tensor of shape `x.shape[:-1]`
-                (for example a sequence padding mask); masked-out positions
-                are left out of `rho_hat`. Only with `axis=-1`.
+            mask: Optional boolean or 0/1 tensor of shape exactly
+                `x.shape[:-1]` (for example a sequence padding mask);
+                masked-out positions are left out of `rho_hat`. Only with
+                `axis=-1`.
 
         Returns:
             A float32 scalar tensor, the exact penalty
@@ -218,83 +374,47 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
         >>> x = np.array([[1.0], [0.0], [0.0], [0.0]], dtype="float32")
         >>> float(regularizer.penalty(x))  # rho_hat == rho: exactly 0
         0.0
-        >>> # Padding left out: the masked mean of [1, 0] is 0.5.
+
+        With the padding left out, `rho_hat` is the mean of `[1, 0]`:
+
         >>> mask = np.array([True, True, False, False])
         >>> round(float(regularizer.penalty(x, mask=mask)), 4)
         0.1308
         """
         x = ops.convert_to_tensor(x)
-        ndim = len(x.shape)
-        if ndim < 2:
-            raise ValueError(
-                "KLSparsityRegularizer expects activations of rank >= 2 "
-                f"(batch, ..., features). Received: x.shape={tuple(x.shape)}"
-            )
-        if not -ndim <= self.axis < ndim:
-            raise ValueError(
-                f"Invalid axis {self.axis} for activations of rank {ndim}. "
-                f"Received: x.shape={tuple(x.shape)}"
-            )
-        axis = self.axis % ndim
-        reduced = tuple(i for i in range(ndim) if i != axis)
-        x = ops.cast(x, "float32")
-        if mask is None:
-            # A Python int when the shape is static (eager, JAX, PyTorch):
-            # fewer ops on the hot path than a tensor count.
-            count = 1
-            for i in reduced:
-                size = x.shape[i]
-                if size is None:
-                    count = count * ops.cast(ops.shape(x)[i], "float32")
-                else:
-                    count = count * size
-        else:
-            if axis != ndim - 1:
-                raise ValueError(
-                    "A `mask` needs the feature axis last (axis=-1). "
-                    f"Received: axis={self.axis}"
-                )
-            mask = ops.cast(mask, "float32")
-            x = x * ops.expand_dims(mask, -1)
-            count = ops.sum(mask)
-        sums = ops.sum(x, axis=reduced)
-        context = _replica_context() if self.cross_replica else None
-        if context is not None:
-            # One all-reduce of the per-unit sums and the count gives every
-            # replica the global batch's rho_hat. Its value is the global
-            # sum; its gradient is this replica's sums times the replica
-            # count, which Keras's 1 / replicas loss scaling and the summed
-            # replica gradients make exact, with no all-reduce backwards.
-            replicas = context.num_replicas_in_sync
-            count = ops.reshape(ops.cast(count, "float32"), (1,))
-            packed = _all_reduce_sum(
-                context, ops.stop_gradient(ops.concatenate([sums, count]))
-            )
-            total, count = packed[:-1], packed[-1]
-            sums = ops.stop_gradient(total - replicas * sums) + replicas * sums
+        if mask is not None:
+            mask = ops.convert_to_tensor(mask)
+        axis = _check_inputs(x, self.axis, mask)
+        sums, count = self._sums(x, axis, mask)
+        if self.cross_replica:
+            sums, count = _replicas.global_sums(sums, count)
+        if isinstance(count, int) and count == 0:
+            return ops.sum(x) * 0.0  # an empty batch: 0, zero gradient
         if isinstance(count, int):
-            if count == 0:
-                return ops.sum(x) * 0.0  # an empty batch: 0, zero gradient
             rho_hat = sums / float(count)
         else:
             rho_hat = sums / ops.maximum(count, 1.0)
-        if self.value_range is not None:
-            low, high = self.value_range
-            rho_hat = (rho_hat - low) / (high - low)
-        rho_hat = ops.clip(rho_hat, EPSILON, 1.0 - EPSILON)
-        # `rho` and `1 - rho` as float32 values, `1 - rho` rounded like
-        # `1 - rho_hat` below, so a unit whose `rho_hat` equals `rho`
-        # contributes exactly 0.
-        rho = float(np.float32(self.rho))
-        one_minus_rho = float(np.float32(1.0) - np.float32(self.rho))
-        kl = rho * ops.log(rho / rho_hat) + one_minus_rho * ops.log(
-            one_minus_rho / (1.0 - rho_hat)
-        )
-        # KL >= 0; the maximum drops float32 rounding below zero.
-        penalty = self.beta * ops.sum(ops.maximum(kl, 0.0))
+        penalty = _kl_sum(self.rho, self.beta)(rho_hat)
         if isinstance(count, int):
             return penalty
         return ops.where(count > 0, penalty, 0.0)
+
+    def _sums(self, x, axis, mask):
+        """Per-feature sums of the activations mapped onto (0, 1), in float32,
+        and the number of positions they cover."""
+        x = ops.cast(x, "float32")
+        if self.value_range is not None:
+            # Mapped before summing: a sum of raw values could overflow a
+            # wide range or round away a narrow one far from zero.
+            low, high = self.value_range
+            x = (x - low) / (high - low)
+        if mask is None:
+            count = _position_count(x, axis)
+        else:
+            mask = ops.cast(mask, "float32")
+            x = x * ops.expand_dims(mask, -1)
+            count = _column_sums(ops.reshape(mask, (-1, 1)))[0]
+        return _column_sums(_flat_positions(x, axis)), count
 
     def get_config(self):
         return {
@@ -313,3 +433,18 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
             f"value_range={self.value_range}, axis={self.axis}, "
             f"cross_replica={self.cross_replica})"
         )
+
+
+def _check_axis(axis):
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise _invalid_type("axis", axis, "an int")
+    return int(axis)
+
+
+_ATTRIBUTE_CHECKS = {
+    "rho": _check_rho,
+    "beta": _check_beta,
+    "value_range": _check_value_range,
+    "axis": _check_axis,
+    "cross_replica": lambda value: _check_bool("cross_replica", value),
+}

@@ -1,33 +1,112 @@
 """Sparsity figures of a layer's activations."""
 
-import keras
 import numpy as np
+
+from keras_sparsity.regularizers import (
+    _RHO_HAT_MAX,
+    _RHO_HAT_MIN,
+    _check_value_range,
+)
+
+ACTIVE_THRESHOLD = 0.1
+"""Level above which an activation, mapped onto (0, 1), counts as *active*.
+
+A unit is *dead* when it is active on none of the examples. One tenth of the
+range: a sigmoid unit that never exceeds 0.1 carries almost no signal, while
+a sparse unit that fires now and then at 0.3 is alive. `SparsityMonitor`,
+`sparsity_statistics`, the examples and the benchmarks all use it."""
+
+
+def _kl_penalty(rates, rho, beta):
+    """`beta * sum_j KL(rho || rate_j)` in float64, clipped as the library."""
+    q = np.clip(rates, _RHO_HAT_MIN, _RHO_HAT_MAX)
+    kl = rho * np.log(rho / q) + (1.0 - rho) * np.log((1.0 - rho) / (1.0 - q))
+    return float(beta * np.sum(np.maximum(kl, 0.0)))
+
+
+def _positions(activations, axis, mask):
+    """`(positions, units)` float64 array of the unmasked positions."""
+    a = np.asarray(activations)
+    if a.dtype == object or not np.issubdtype(a.dtype, np.number):
+        raise TypeError(
+            "Invalid type for argument `activations`: expected a numeric "
+            f"array. Received: activations of dtype {a.dtype}"
+        )
+    if a.ndim < 2:
+        raise ValueError(
+            "Invalid value for argument `activations`: expected an array of "
+            "rank >= 2, (examples, ..., units). Received: "
+            f"activations.shape={a.shape}"
+        )
+    if not -a.ndim <= axis < a.ndim:
+        raise ValueError(
+            f"Invalid axis {axis} for activations of rank {a.ndim}. "
+            f"Received: activations.shape={a.shape}"
+        )
+    a = np.moveaxis(a.astype(np.float64), axis, -1)
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.shape != a.shape[:-1]:
+            raise ValueError(
+                "Invalid shape for argument `mask`: expected exactly "
+                f"{a.shape[:-1]}, the activations' shape without the "
+                f"feature axis. Received: mask.shape={mask.shape}"
+            )
+        a = a[mask.astype(bool)]
+    if a.size == 0:
+        raise ValueError(
+            "Invalid value for argument `activations`: expected at least one "
+            "example (left unmasked) and one unit. Received: "
+            f"activations.shape={np.shape(activations)}"
+        )
+    if not np.all(np.isfinite(a)):
+        raise ValueError(
+            "Invalid value for argument `activations`: "
+            f"{int(np.sum(~np.isfinite(a)))} activations are NaN or inf."
+        )
+    return a.reshape(-1, a.shape[-1])
 
 
 def sparsity_statistics(
-    activations, value_range=None, active_threshold=0.5, regularizer=None
+    activations,
+    value_range=None,
+    active_threshold=ACTIVE_THRESHOLD,
+    regularizer=None,
+    axis=None,
+    mask=None,
 ):
     """Sparsity figures of activations `(examples, ..., units)`, in float64.
 
     An activation is *active* when, mapped from `value_range` onto (0, 1), it
     exceeds `active_threshold`; a unit is *dead* when it is active on none of
     the examples. The firing rate of a unit is its mean mapped activation,
-    the `rho_hat_j` of the KL penalty over the whole data.
+    the `rho_hat_j` of the KL penalty over the whole data. With a
+    `regularizer`, the figures follow its `value_range` and `axis`, and
+    `kl_penalty` is its penalty of the whole data, computed in float64.
 
     Args:
-        activations: Array of shape `(examples, ..., units)`.
+        activations: Array of shape `(examples, ..., units)` (or with the
+            units on `axis`), at least one example.
         value_range: Optional `(low, high)` range of the activation, mapped
-            onto (0, 1). Defaults to `None`, meaning (0, 1).
+            onto (0, 1). Defaults to the regularizer's, else (0, 1).
         active_threshold: Level above which a mapped activation counts as
-            active. Defaults to `0.5`.
-        regularizer: Optional `KLSparsityRegularizer`; when given, the result
-            includes its `penalty` of the whole `activations` array.
+            active. Defaults to `ACTIVE_THRESHOLD` (0.1).
+        regularizer: Optional `KLSparsityRegularizer`.
+        axis: The units' axis. Defaults to the regularizer's, else `-1`.
+        mask: Optional boolean array, the activations' shape without the
+            units' axis; `False` positions are left out, as the penalty of a
+            masked `SparseDense` leaves them out.
 
     Returns:
         A dict of plain Python values: `mean_activation`, `active_fraction`,
         `dead_units`, `dead_fraction`, `units`, `firing_rate_std`,
         `firing_rate_min`, `firing_rate_max`, `firing_rates` (a list, one
-        rate per unit) and, with a regularizer, `kl_penalty`.
+        rate per unit), `active_threshold` and, with a regularizer,
+        `kl_penalty`.
+
+    Raises:
+        ValueError: for an empty or rank-1 array, NaN or inf activations, a
+            mask of the wrong shape, or an invalid `value_range`.
 
     Example:
 
@@ -36,28 +115,34 @@ def sparsity_statistics(
     ...     np.array([[0.9, 0.0, 0.1], [0.7, 0.0, 0.3]])
     ... )
     >>> stats["mean_activation"], stats["active_fraction"], stats["dead_units"]
-    (0.3333333333333333, 0.3333333333333333, 2)
+    (0.3333333333333333, 0.5, 1)
     """
-    a = np.asarray(activations, dtype=np.float64)
+    if value_range is None and regularizer is not None:
+        value_range = regularizer.value_range
+    value_range = _check_value_range(value_range)
+    if axis is None:
+        axis = -1 if regularizer is None else regularizer.axis
+    a = _positions(activations, axis, mask)
     if value_range is not None:
         low, high = value_range
         a = (a - low) / (high - low)
-    a = a.reshape(-1, a.shape[-1])
     active = a > active_threshold
     rates = a.mean(axis=0)
     dead = int(np.sum(~active.any(axis=0)))
     stats = {
-        "mean_activation": float(a.mean()),
+        "mean_activation": float(rates.mean()),
         "active_fraction": float(active.mean()),
         "dead_units": dead,
-        "dead_fraction": dead / a.shape[-1],
-        "units": int(a.shape[-1]),
+        "dead_fraction": dead / a.shape[1],
+        "units": int(a.shape[1]),
         "firing_rate_std": float(rates.std()),
         "firing_rate_min": float(rates.min()),
         "firing_rate_max": float(rates.max()),
         "firing_rates": rates.tolist(),
+        "active_threshold": float(active_threshold),
     }
     if regularizer is not None:
-        penalty = regularizer.penalty(np.asarray(activations, "float32"))
-        stats["kl_penalty"] = float(keras.ops.convert_to_numpy(penalty))
+        stats["kl_penalty"] = _kl_penalty(
+            rates, regularizer.rho, regularizer.beta
+        )
     return stats

@@ -2,14 +2,16 @@
 
 import importlib.util
 import os
+import sys
 
 import keras
 import numpy as np
 import pytest
 
-REFERENCE_EPSILON = 1e-7
-# The library clips in float32, where 1 - 1e-7 rounds to 1 - 2**-23.
-REFERENCE_UPPER = float(np.float32(1.0 - REFERENCE_EPSILON))
+# The clip of the formula: only exact 0 and 1 (in float32) are moved, to
+# float32's smallest normal number and to the largest float32 below 1.
+REFERENCE_LOWER = float(np.finfo(np.float32).tiny)
+REFERENCE_UPPER = 1.0 - 2.0**-24
 
 
 def kl_penalty_reference(x, rho, beta, value_range=None, axis=-1, mask=None):
@@ -25,11 +27,26 @@ def kl_penalty_reference(x, rho, beta, value_range=None, axis=-1, mask=None):
     if value_range is not None:
         low, high = value_range
         rho_hat = (rho_hat - low) / (high - low)
-    rho_hat = np.clip(rho_hat, REFERENCE_EPSILON, REFERENCE_UPPER)
+    rho_hat = np.clip(rho_hat, REFERENCE_LOWER, REFERENCE_UPPER)
     kl = rho * np.log(rho / rho_hat) + (1 - rho) * np.log(
         (1 - rho) / (1 - rho_hat)
     )
     return float(beta * kl.sum())
+
+
+def kl_gradient_reference(x, rho, beta, value_range=None):
+    """Ng's closed-form gradient of the penalty w.r.t. each activation."""
+    x = np.asarray(x, dtype=np.float64)
+    flat = x.reshape(-1, x.shape[-1])
+    width = 1.0
+    rho_hat = flat.mean(axis=0)
+    if value_range is not None:
+        low, high = value_range
+        width = high - low
+        rho_hat = (rho_hat - low) / width
+    with np.errstate(divide="ignore", invalid="ignore"):  # inf at 0 and 1
+        d_rho_hat = beta * (-rho / rho_hat + (1 - rho) / (1 - rho_hat))
+    return np.broadcast_to(d_rho_hat / (flat.shape[0] * width), x.shape)
 
 
 def gradient(fn, x):
@@ -81,6 +98,13 @@ def subprocess_env(tmp_path):
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+EXAMPLES = os.path.join(ROOT, "examples")
+if EXAMPLES not in sys.path:
+    # The scripts' shared modules (data, runs, quiet), as the scripts see
+    # them when run from the command line.
+    sys.path.insert(0, EXAMPLES)
 
 
 def load_script(relative_path, name):

@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 from conftest import kl_penalty_reference, to_numpy
 
-from keras_sparsity import KLSparsityRegularizer, SparseDense, SparsityMonitor
+from keras_sparsity import (
+    ACTIVE_THRESHOLD,
+    KLSparsityRegularizer,
+    SparseDense,
+    SparsityMonitor,
+)
 
 
 def frozen_model(code_layer):
@@ -31,23 +36,36 @@ def known_kernel_layer(cls, **kwargs):
     ), kernel
 
 
-def hand_statistics(x, kernel, bias, rho, beta, low=0.0, high=1.0):
+def hand_statistics(x, kernel, bias, rho, beta, threshold=ACTIVE_THRESHOLD):
     z = x.astype(np.float64) @ kernel + bias
     a = 1.0 / (1.0 + np.exp(-z))
-    mapped = (a - low) / (high - low)
-    active = mapped > 0.5
+    active = a > threshold
     return {
-        "code_mean_activation": mapped.mean(),
+        "code_mean_activation": a.mean(),
         "code_kl_penalty": kl_penalty_reference(a, rho, beta),
         "code_dead_fraction": np.mean(~active.any(axis=0)),
         "code_active_fraction": active.mean(),
     }
 
 
-@pytest.mark.parametrize("kind", ["sparse_dense", "dense_kl", "dense"])
-def test_logged_figures_match_hand_computation(kind, tmp_path):
+@pytest.mark.parametrize(
+    "kind,threshold,rho",
+    [
+        ("sparse_dense", None, None),
+        ("sparse_dense", 0.7, None),
+        ("dense_kl", 0.3, None),
+        ("dense", None, None),
+        ("dense", 0.6, 0.3),
+    ],
+)
+def test_logged_figures_match_hand_computation(kind, threshold, rho, tmp_path):
     rng = np.random.default_rng(0)
     x = rng.random((50, 3)).astype("float32")
+    monitor_kwargs = {}
+    if threshold is not None:
+        monitor_kwargs["active_threshold"] = threshold
+    if rho is not None:
+        monitor_kwargs["rho"] = rho
     if kind == "sparse_dense":
         layer, kernel = known_kernel_layer(SparseDense, rho=0.1, beta=2.0)
         rho, beta = 0.1, 2.0
@@ -62,7 +80,8 @@ def test_logged_figures_match_hand_computation(kind, tmp_path):
         layer, kernel = known_kernel_layer(
             keras.layers.Dense, activation="sigmoid"
         )
-        rho, beta = 0.05, 1.0  # the monitor's default target, unit weight
+        # The monitor's target (default 0.05) with unit weight.
+        rho, beta = rho or 0.05, 1.0
     model = frozen_model(layer)
     log_path = tmp_path / "log.csv"
     history = model.fit(
@@ -72,11 +91,20 @@ def test_logged_figures_match_hand_computation(kind, tmp_path):
         batch_size=16,
         verbose=0,
         callbacks=[
-            SparsityMonitor(["code"], data=x[:40], batch_size=7),
+            SparsityMonitor(
+                ["code"], data=x[:40], batch_size=7, **monitor_kwargs
+            ),
             keras.callbacks.CSVLogger(str(log_path)),
         ],
     )
-    expected = hand_statistics(x[:40], kernel, np.array([0.5, -1.0]), rho, beta)
+    expected = hand_statistics(
+        x[:40],
+        kernel,
+        np.array([0.5, -1.0]),
+        rho,
+        beta,
+        threshold or ACTIVE_THRESHOLD,
+    )
     for key, value in expected.items():
         np.testing.assert_allclose(
             history.history[key], [value, value], rtol=1e-5, err_msg=key
@@ -117,6 +145,151 @@ def test_empty_layer_list_is_refused():
     with pytest.raises(ValueError) as info:
         SparsityMonitor([], data=np.zeros((1, 3)))
     assert str(info.value) == (
-        "Invalid value for argument `layers`: expected a non-empty list of "
-        "layers or layer names. Received: layers=[]"
+        "Invalid value for argument `layers`: expected a layer or layer "
+        "name, or a non-empty list of them. Received: layers=[]"
+    )
+
+
+class EpochCounter(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+
+
+def small_model():
+    inputs = keras.Input((3,))
+    code = SparseDense(2, name="code")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3)(code))
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
+def test_one_layer_name_is_not_split_into_letters():
+    x = np.random.default_rng(2).random((20, 3)).astype("float32")
+    model = small_model()
+    monitor = SparsityMonitor("code", data=x)
+    history = model.fit(x, x, epochs=1, verbose=0, callbacks=[monitor])
+    assert "code_kl_penalty" in history.history
+    stats = monitor.statistics["code"]
+    assert len(stats["firing_rates"]) == 2
+    assert stats["kl_penalty"] == history.history["code_kl_penalty"][0]
+
+
+@pytest.mark.parametrize(
+    "layers,data_shape,fragment",
+    [
+        ("missing", (20, 3), "no layer named 'missing'"),
+        ("code", (20, 5), r"expected model inputs of shape \[\(None, 3\)\]"),
+        ("code", (0, 3), "at least one example"),
+    ],
+)
+def test_mistakes_are_reported_before_the_first_batch(
+    layers, data_shape, fragment
+):
+    x = np.random.default_rng(3).random((20, 3)).astype("float32")
+    model = small_model()
+    counter = EpochCounter()
+    monitor = SparsityMonitor(layers, data=np.zeros(data_shape, "float32"))
+    with pytest.raises(ValueError, match=fragment):
+        model.fit(x, x, epochs=1, verbose=0, callbacks=[monitor, counter])
+    assert counter.batches == 0
+
+
+def test_a_layer_of_another_model_is_refused():
+    x = np.random.default_rng(3).random((20, 3)).astype("float32")
+    other = SparseDense(2, name="elsewhere")
+    other.build((None, 3))
+    monitor = SparsityMonitor([other], data=x)
+    with pytest.raises(ValueError, match="'elsewhere' is not a layer"):
+        small_model().fit(x, x, epochs=1, verbose=0, callbacks=[monitor])
+
+
+def test_subclassed_model_gets_a_message_that_says_what_to_do():
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.code = SparseDense(2, name="code")
+            self.out = keras.layers.Dense(3)
+
+        def call(self, x):
+            return self.out(self.code(x))
+
+    x = np.random.default_rng(4).random((20, 3)).astype("float32")
+    model = Subclassed()
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match="needs a functional or Sequential"):
+        model.fit(
+            x, x, epochs=1, verbose=0, callbacks=[SparsityMonitor("code", x)]
+        )
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,fragment",
+    [
+        ({"layers": 3}, TypeError, "expected layers or layer names"),
+        ({"layers": [None]}, TypeError, "expected layers or layer names"),
+        ({"batch_size": 0}, ValueError, "argument `batch_size`"),
+        ({"active_threshold": float("nan")}, ValueError, "active_threshold"),
+        ({"rho": 2.0}, ValueError, "argument `rho`"),
+    ],
+)
+def test_arguments_are_checked_at_construction(kwargs, error, fragment):
+    arguments = {"layers": "code", "data": np.zeros((2, 3)), **kwargs}
+    with pytest.raises(error, match=fragment):
+        SparsityMonitor(**arguments)
+
+
+def test_channels_first_feature_maps_follow_the_regularizer_axis():
+    # (batch, channels, height, width) maps, 3 channels on axis 1.
+    x = np.random.default_rng(5).random((6, 3, 5, 5)).astype("float32")
+    inputs = keras.Input((3, 5, 5))
+    maps = keras.layers.Activation(
+        "sigmoid",
+        activity_regularizer=KLSparsityRegularizer(0.1, 2.0, axis=1),
+        name="maps",
+    )(keras.layers.Dense(5)(inputs))
+    model = keras.Model(inputs, maps)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    monitor = SparsityMonitor("maps", data=x)
+    model.fit(x, x, epochs=1, verbose=0, callbacks=[monitor])
+    a = to_numpy(model(x)).astype(np.float64)
+    stats = monitor.statistics["maps"]
+    assert stats["units"] == 3
+    np.testing.assert_allclose(
+        stats["firing_rates"], a.mean(axis=(0, 2, 3)), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        stats["kl_penalty"],
+        kl_penalty_reference(a, 0.1, 2.0, axis=1),
+        rtol=1e-5,
+    )
+
+
+def test_logged_penalty_is_the_masked_one_sparse_dense_trains_on():
+    x = np.random.default_rng(6).random((4, 6, 3)).astype("float32")
+    x[0, 3:] = 0.0
+    x[2, 1:] = 0.0
+    inputs = keras.Input((6, 3))
+    masked = keras.layers.Masking(0.0)(inputs)
+    code = SparseDense(5, rho=0.1, beta=2.0, name="code")(masked)
+    model = keras.Model(inputs, keras.layers.Dense(3)(code))
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    monitor = SparsityMonitor("code", data=x, batch_size=4)
+    history = model.fit(
+        x, x, batch_size=4, epochs=1, verbose=0, callbacks=[monitor]
+    )
+    model(x)
+    (trained,) = [to_numpy(v) for v in model.losses]
+    np.testing.assert_allclose(
+        history.history["code_kl_penalty"], [trained], rtol=1e-5
+    )
+    codes = to_numpy(keras.Model(inputs, code)(x))
+    mask = np.any(x != 0.0, axis=-1)
+    np.testing.assert_allclose(
+        monitor.statistics["code"]["firing_rates"],
+        codes[mask].mean(axis=0),
+        rtol=1e-5,
     )

@@ -3,11 +3,16 @@
 import keras
 import numpy as np
 import pytest
-from conftest import gradient, kl_penalty_reference, to_numpy
+from conftest import (
+    gradient,
+    kl_gradient_reference,
+    kl_penalty_reference,
+    to_numpy,
+)
 from keras import ops
 
 from keras_sparsity import KLSparsityRegularizer, SparseDense
-from keras_sparsity.regularizers import KERAS_DIVIDES_ACTIVITY_LOSS
+from keras_sparsity.regularizers import _KERAS_DIVIDES_ACTIVITY_LOSS
 
 
 def dense_reference(layer, x):
@@ -93,32 +98,23 @@ def test_custom_bounded_activation_with_value_range():
 
 
 def test_gradient_of_the_loss_reaches_the_kernel():
-    # d penalty / d kernel = x^T (dP/da * sigmoid'(z)), from Ng's closed form.
+    # The gradient of the loss SparseDense adds, taken through the layer's
+    # own call (`stateless_call`), against Ng's closed form:
+    # d penalty / d kernel = x^T (dP/da * sigmoid'(z)).
     x = np.random.default_rng(5).random((12, 4)).astype("float32")
     layer = SparseDense(3, rho=0.05, beta=3.0, use_bias=False)
     layer.build(x.shape)
     kernel = to_numpy(layer.kernel)
 
     def loss_of_kernel(k):
-        layer.kernel.assign(k)
-        layer(x)
-        return layer.losses[0]
+        _, _, losses = layer.stateless_call([k], [], x, return_losses=True)
+        (loss,) = losses
+        return loss
 
-    # Differentiate the penalty written on the kernel directly.
-    def penalty_of_kernel(k):
-        return layer.sparsity_regularizer.penalty(ops.sigmoid(ops.matmul(x, k)))
-
-    got = gradient(penalty_of_kernel, kernel)
+    got = gradient(loss_of_kernel, kernel)
     a = sigmoid(x.astype(np.float64) @ kernel)
-    rho_hat = a.mean(axis=0)
-    d_a = 3.0 / 12 * (-0.05 / rho_hat + 0.95 / (1 - rho_hat))
-    expected = x.T @ (d_a * a * (1 - a))
+    expected = x.T @ (kl_gradient_reference(a, 0.05, 3.0) * a * (1 - a))
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-7)
-    np.testing.assert_allclose(
-        to_numpy(loss_of_kernel(kernel)),
-        to_numpy(penalty_of_kernel(kernel)),
-        rtol=1e-6,
-    )
 
 
 def test_masked_sequences_leave_padding_out_of_rho_hat():
@@ -144,7 +140,7 @@ def test_extra_activity_regularizer_is_added_on_top():
     y = to_numpy(layer(x))
     kinds = sorted(float(to_numpy(v)) for v in layer.losses)
     l1 = 0.01 * np.abs(y).sum()
-    if KERAS_DIVIDES_ACTIVITY_LOSS:
+    if _KERAS_DIVIDES_ACTIVITY_LOSS:
         l1 = l1 / 4
     np.testing.assert_allclose(
         kinds, sorted([kl_penalty_reference(y, 0.05, 3.0), l1]), rtol=1e-5
@@ -323,4 +319,99 @@ def test_rho_and_beta_are_validated():
     assert str(info.value) == (
         "Invalid value for argument `beta`: expected a float >= 0. "
         "Received: beta=nan"
+    )
+
+
+# --- one source of truth ----------------------------------------------------
+
+
+def layer_and_input(**kwargs):
+    x = np.random.default_rng(10).random((16, 5)).astype("float32")
+    layer = SparseDense(4, **kwargs)
+    layer(x)
+    return layer, x
+
+
+def test_settings_changed_after_construction_change_loss_and_config():
+    layer, x = layer_and_input(rho=0.05, beta=3.0)
+    layer.beta = 0.0
+    layer.rho = 0.2
+    layer.cross_replica = False
+    outputs = to_numpy(layer(x))
+    assert float(to_numpy(layer.losses[0])) == 0.0
+    config = layer.get_config()
+    assert (config["beta"], config["rho"], config["cross_replica"]) == (
+        0.0,
+        0.2,
+        False,
+    )
+    layer.beta = 2.0
+    layer(x)
+    np.testing.assert_allclose(
+        to_numpy(layer.losses[0]),
+        kl_penalty_reference(outputs, 0.2, 2.0),
+        rtol=1e-5,
+    )
+    clone = SparseDense.from_config(layer.get_config())
+    assert clone.sparsity_regularizer.get_config() == (
+        layer.sparsity_regularizer.get_config()
+    )
+
+
+def test_activation_and_value_range_changed_after_construction():
+    layer, x = layer_and_input()
+    layer.activation = "tanh"
+    assert layer.sparsity_regularizer.value_range == (-1.0, 1.0)
+    outputs = to_numpy(layer(x))
+    np.testing.assert_allclose(
+        to_numpy(layer.losses[0]),
+        kl_penalty_reference(outputs, 0.05, 3.0, value_range=(-1, 1)),
+        rtol=1e-5,
+    )
+    layer.value_range = (-2.0, 2.0)
+    assert layer.get_config()["value_range"] == [-2.0, 2.0]
+    assert layer.sparsity_regularizer.value_range == (-2.0, 2.0)
+
+
+@pytest.mark.parametrize(
+    "name,value,error,fragment",
+    [
+        ("beta", -1.0, ValueError, "argument `beta`.*beta=-1.0"),
+        ("rho", 0.0, ValueError, "argument `rho`.*rho=0.0"),
+        ("value_range", (1, 0), ValueError, "argument `value_range`"),
+        ("cross_replica", 1, TypeError, "argument `cross_replica`"),
+        ("activation", "relu", ValueError, "activation='relu'"),
+    ],
+)
+def test_invalid_settings_after_construction_are_refused(
+    name, value, error, fragment
+):
+    layer, x = layer_and_input(rho=0.05, beta=3.0)
+    before = layer.get_config()
+    with pytest.raises(error, match=fragment):
+        setattr(layer, name, value)
+    assert layer.get_config() == before
+
+
+def test_unbounded_activation_needs_its_range_even_when_removed_later():
+    layer = SparseDense(3, activation="relu", value_range=(0, 4))
+    with pytest.raises(ValueError, match="activation='relu'"):
+        layer.value_range = None
+
+
+def test_it_is_a_dense_layer_and_keeps_its_penalty_under_lora():
+    layer, x = layer_and_input(rho=0.1, beta=2.0)
+    assert isinstance(layer, keras.layers.Dense)
+    layer.enable_lora(2)
+    layer.lora_kernel_b.assign(np.ones((2, 4), "float32"))
+    outputs = to_numpy(layer(x))
+    kernel = to_numpy(layer.kernel).astype(np.float64)  # with the LoRA delta
+    expected = sigmoid(
+        x.astype(np.float64) @ kernel + to_numpy(layer.bias).astype(np.float64)
+    )
+    np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        to_numpy(layer.losses[0]),
+        kl_penalty_reference(expected, 0.1, 2.0),
+        rtol=1e-5,
     )

@@ -5,7 +5,12 @@ import math
 import keras
 import numpy as np
 import pytest
-from conftest import gradient, kl_penalty_reference, to_numpy
+from conftest import (
+    gradient,
+    kl_gradient_reference,
+    kl_penalty_reference,
+    to_numpy,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -14,7 +19,7 @@ from keras import ops
 import keras_sparsity
 from keras_sparsity import KLSparsityRegularizer
 from keras_sparsity.regularizers import (
-    KERAS_DIVIDES_ACTIVITY_LOSS,
+    _KERAS_DIVIDES_ACTIVITY_LOSS,
     _keras_version,
 )
 
@@ -92,12 +97,8 @@ def test_gradient_matches_closed_form(shape, rho, beta):
     x = sigmoid_activations(shape, seed=7)
     regularizer = KLSparsityRegularizer(rho=rho, beta=beta)
     got = gradient(regularizer.penalty, x)
-    flat = x.reshape(-1, shape[-1]).astype(np.float64)
-    n = flat.shape[0]
-    rho_hat = flat.mean(axis=0)
-    expected = beta / n * (-rho / rho_hat + (1 - rho) / (1 - rho_hat))
     np.testing.assert_allclose(
-        got, np.broadcast_to(expected, shape), rtol=1e-4, atol=1e-7
+        got, kl_gradient_reference(x, rho, beta), rtol=1e-4, atol=1e-7
     )
 
 
@@ -105,10 +106,10 @@ def test_gradient_with_value_range_follows_the_chain_rule():
     x = sigmoid_activations((6, 4), seed=8) * 2.0 - 1.0
     regularizer = KLSparsityRegularizer(0.1, 2.0, value_range=(-1, 1))
     got = gradient(regularizer.penalty, x)
-    rho_hat = (x.astype(np.float64).mean(axis=0) + 1.0) / 2.0
-    expected = 2.0 / (6 * 2.0) * (-0.1 / rho_hat + 0.9 / (1 - rho_hat))
     np.testing.assert_allclose(
-        got, np.broadcast_to(expected, x.shape), rtol=1e-4
+        got,
+        kl_gradient_reference(x, 0.1, 2.0, value_range=(-1, 1)),
+        rtol=1e-4,
     )
 
 
@@ -246,14 +247,14 @@ def test_version_flag_matches_what_the_installed_keras_does():
     )
     layer(np.ones((4, 3), "float32"))
     added = float(to_numpy(layer.losses[0]))
-    assert added == (0.25 if KERAS_DIVIDES_ACTIVITY_LOSS else 1.0)
+    assert added == (0.25 if _KERAS_DIVIDES_ACTIVITY_LOSS else 1.0)
 
 
 @pytest.mark.parametrize("batch_size", [1, 7, 256])
 def test_call_compensates_for_keras_batch_division(batch_size):
     x = sigmoid_activations((batch_size, 6), seed=batch_size)
     regularizer = KLSparsityRegularizer(0.05, 3.0)
-    scale = batch_size if KERAS_DIVIDES_ACTIVITY_LOSS else 1
+    scale = batch_size if _KERAS_DIVIDES_ACTIVITY_LOSS else 1
     np.testing.assert_allclose(
         to_numpy(regularizer(x)),
         scale * kl_penalty_reference(x, 0.05, 3.0),
@@ -332,7 +333,6 @@ def test_defaults_and_public_names():
     regularizer = KLSparsityRegularizer()
     assert (regularizer.rho, regularizer.beta) == (0.05, 3.0)
     assert regularizer.value_range is None and regularizer.axis == -1
-    assert keras_sparsity.EPSILON == 1e-7
     assert isinstance(keras_sparsity.__version__, str)
     assert repr(regularizer) == (
         "KLSparsityRegularizer(rho=0.05, beta=3.0, value_range=None, "
@@ -481,4 +481,213 @@ def test_rank_and_axis_errors_at_call_time():
         )
     assert str(info.value) == (
         "A `mask` needs the feature axis last (axis=-1). Received: axis=0"
+    )
+
+
+def test_arguments_set_after_construction_are_checked():
+    regularizer = KLSparsityRegularizer(0.05, 3.0)
+    regularizer.beta = 0.5
+    regularizer.rho = 0.2
+    assert regularizer.get_config()["beta"] == 0.5
+    x = sigmoid_activations((16, 4), seed=11)
+    np.testing.assert_allclose(
+        to_numpy(regularizer.penalty(x)),
+        kl_penalty_reference(x, 0.2, 0.5),
+        rtol=1e-5,
+    )
+    with pytest.raises(ValueError, match="argument `beta`.*beta=-1.0"):
+        regularizer.beta = -1
+    with pytest.raises(ValueError, match="argument `rho`.*rho=1.5"):
+        regularizer.rho = 1.5
+    with pytest.raises(TypeError, match="argument `cross_replica`"):
+        regularizer.cross_replica = "yes"
+    with pytest.raises(ValueError, match="argument `value_range`"):
+        regularizer.value_range = (1, 1)
+    assert (regularizer.rho, regularizer.beta) == (0.2, 0.5)
+
+
+# --- numerics: every accepted argument gives the float64 numbers ----------
+
+EXTREME_RHO = [1.2e-38, 1e-30, 1e-9, 0.5, 1 - 1e-7, 1 - 1e-12, 1 - 1e-16]
+EXTREME_BETA = [0.0, 1e-9, 3.0, 1e12]
+
+
+@pytest.mark.parametrize("rho", EXTREME_RHO)
+@pytest.mark.parametrize("beta", EXTREME_BETA)
+def test_every_accepted_rho_and_beta_is_finite_and_exact(rho, beta):
+    x = sigmoid_activations((32, 5), seed=12)
+    x[:, 0] = 0.0  # a silent unit
+    x[:, 1] = 1.0  # a saturated one
+    regularizer = KLSparsityRegularizer(rho, beta)
+    penalty = to_numpy(regularizer.penalty(x))
+    grad = gradient(regularizer.penalty, x)
+    assert np.isfinite(penalty) and np.all(np.isfinite(grad))
+    np.testing.assert_allclose(
+        penalty, kl_penalty_reference(x, rho, beta), rtol=1e-4
+    )
+    # Units 2 to 4 have means inside (1e-12, 1): the formula's gradient.
+    np.testing.assert_allclose(
+        grad[:, 2:],
+        kl_gradient_reference(x, rho, beta)[:, 2:],
+        rtol=1e-4,
+        atol=1e-30,
+    )
+    # Silent units are pushed up, saturated ones down, unless rho itself
+    # lies beyond the clip points (1e-12 and 1 - 2**-24).
+    if beta > 0 and 1e-12 < rho < 1 - 1e-7:
+        assert np.all(grad[:, 0] < 0) and np.all(grad[:, 1] > 0)
+
+
+@pytest.mark.parametrize(
+    "value_range", [(-5e36, 5e36), (1e6, 1e6 + 1.0), (0.0, 1e-30)]
+)
+def test_extreme_value_ranges_are_finite_and_exact(value_range):
+    low, high = value_range
+    unit = sigmoid_activations((64, 3), seed=13).astype(np.float64)
+    x = (low + unit * (high - low)).astype("float32")
+    regularizer = KLSparsityRegularizer(0.1, 2.0, value_range=value_range)
+    penalty = to_numpy(regularizer.penalty(x))
+    grad = gradient(regularizer.penalty, x)
+    assert np.isfinite(penalty) and np.all(np.isfinite(grad))
+    np.testing.assert_allclose(
+        penalty,
+        kl_penalty_reference(x, 0.1, 2.0, value_range=value_range),
+        rtol=1e-4,
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (
+            {"rho": 1e-39},
+            "Invalid value for argument `rho`: expected a float of at least "
+            "1.1754944e-38 (the smallest normal float32), since the penalty "
+            "is computed in float32. Received: rho=1e-39",
+        ),
+        (
+            {"beta": 1e13},
+            "Invalid value for argument `beta`: expected a float <= 1e+12, "
+            "since a larger weight overflows float32 in the gradient. "
+            "Received: beta=10000000000000.0",
+        ),
+        (
+            {"value_range": (-6e36, 6e36)},
+            "Invalid value for argument `value_range`: expected a pair "
+            "(low, high) of finite floats with low < high, at most 1e37 in "
+            "size and apart, and at least 1.2e-38 apart, so that float32 "
+            "holds the mapped activations. Received: value_range=(-6e+36, "
+            "6e+36)",
+        ),
+        (
+            {"value_range": (0.0, 1e-40)},
+            "Invalid value for argument `value_range`: expected a pair "
+            "(low, high) of finite floats with low < high, at most 1e37 in "
+            "size and apart, and at least 1.2e-38 apart, so that float32 "
+            "holds the mapped activations. Received: value_range=(0.0, "
+            "1e-40)",
+        ),
+    ],
+)
+def test_values_float32_cannot_hold_are_refused(kwargs, message):
+    with pytest.raises(ValueError) as info:
+        KLSparsityRegularizer(**kwargs)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(1 << 24, 1), (1 << 22, 3), (256, 128, 128, 2), (4096, 4096, 1)],
+)
+def test_rho_hat_is_exact_over_millions_of_positions(shape):
+    # The penalty's relative error follows rho_hat's (here rho_hat is near
+    # 0.5 and far from rho): 1e-5 against float64 needs an accurate sum.
+    rng = np.random.default_rng(14)
+    x = rng.random(shape, dtype=np.float32)
+    regularizer = KLSparsityRegularizer(0.05, 1.0)
+    np.testing.assert_allclose(
+        to_numpy(regularizer.penalty(x)),
+        kl_penalty_reference(x, 0.05, 1.0),
+        rtol=1e-5,
+    )
+
+
+def test_a_million_rows_at_rho_give_the_float64_penalty_of_about_zero():
+    # float32(0.05) is 7e-10 above 0.05: float64 says about 1e-17. A plain
+    # float32 sum on TensorFlow gave 2e-5, and a ratio near 1 rounded in
+    # the KL gave 1e-7 for any number of rows.
+    x = np.full((1_000_000, 3), 0.05, dtype="float32")
+    penalty = float(to_numpy(KLSparsityRegularizer(0.05, 3.0).penalty(x)))
+    expected = kl_penalty_reference(x, 0.05, 3.0)
+    assert expected < 1e-16
+    assert abs(penalty - expected) < 1e-10
+
+
+@pytest.mark.parametrize("rho_hat", [1e-3, 1e-6, 1e-9, 1e-12])
+def test_gradient_follows_the_formula_for_nearly_silent_units(rho_hat):
+    # Issue: clipping rho_hat at 1e-7 gave exactly zero gradient below it,
+    # so a unit that fell silent could never come back.
+    x = np.full((8, 2), rho_hat, dtype="float32")
+    x[:, 1] = 0.3
+    regularizer = KLSparsityRegularizer(0.05, 3.0)
+    got = gradient(regularizer.penalty, x)
+    np.testing.assert_allclose(
+        got, kl_gradient_reference(x, 0.05, 3.0), rtol=0.1
+    )
+
+
+@pytest.mark.parametrize("z", [-16.0, -16.2, -20.0, -27.0])
+def test_gradient_through_a_sigmoid_keeps_pushing_a_dead_unit(z):
+    # dP/dz = sigmoid'(z) * dP/da, which the formula keeps at about
+    # -beta * rho / N for a unit that is off on every example.
+    regularizer = KLSparsityRegularizer(0.05, 3.0)
+    z = np.full((4, 1), z, dtype="float32")
+
+    def penalty_of_z(v):
+        return regularizer.penalty(ops.sigmoid(v))
+
+    got = gradient(penalty_of_z, z)
+    a = 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
+    expected = kl_gradient_reference(a, 0.05, 3.0) * a * (1 - a)
+    np.testing.assert_allclose(got, expected, rtol=0.1)
+    assert np.all(got < -0.03)
+
+
+def test_penalty_brings_a_dead_unit_back_in_training():
+    # Started at bias -30 (mean activation about 1e-13), the unit is
+    # pulled back towards rho by the penalty alone.
+    x = np.random.default_rng(15).random((64, 4)).astype("float32")
+    layer = keras.layers.Dense(
+        2,
+        activation="sigmoid",
+        bias_initializer=keras.initializers.Constant(-30.0),
+        activity_regularizer=KLSparsityRegularizer(0.05, 1.0),
+    )
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, layer(inputs))
+    model.compile(optimizer=keras.optimizers.Adam(0.5), loss=lambda y, p: 0.0)
+    before = to_numpy(model(x)).mean()
+    model.fit(x, x[:, :2], batch_size=64, epochs=150, verbose=0)
+    after = to_numpy(model(x)).mean(axis=0)
+    assert before < 1e-12
+    assert np.all(after > 0.01), after
+
+
+def test_nan_activations_give_a_nan_penalty():
+    x = sigmoid_activations((8, 3), seed=16)
+    x[2, 1] = np.nan
+    assert np.isnan(to_numpy(KLSparsityRegularizer(0.05, 3.0).penalty(x)))
+
+
+@pytest.mark.parametrize(
+    "mask_shape", [(4, 1), (1, 5), (4,), (4, 5, 1), (4, 5, 3)]
+)
+def test_mask_of_another_shape_is_refused(mask_shape):
+    x = sigmoid_activations((4, 5, 3), seed=17)
+    mask = np.ones(mask_shape, dtype=bool)
+    with pytest.raises(ValueError) as info:
+        KLSparsityRegularizer().penalty(x, mask=mask)
+    assert str(info.value) == (
+        "Invalid shape for argument `mask`: expected exactly x.shape[:-1] = "
+        f"(4, 5) (masks are not broadcast). Received: mask.shape={mask_shape}"
     )

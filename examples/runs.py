@@ -1,0 +1,155 @@
+"""What every script shares: its command line and its output folder.
+
+- `parser()` makes an `argparse` parser whose errors are one line
+  (`<script>: error: ...`) with exit status 2.
+- `Artifacts` owns an `--output-dir`: it refuses a folder that already holds
+  results unless `--overwrite` is given, checks that it can write there
+  before any work starts, writes every file under a temporary name and
+  renames them all at the end (`metrics.json` last), and leaves no empty
+  folder behind when a run fails before that.
+- `run(main)` turns a `DataError` or `RunError` into one line on stderr and
+  exit status 2, never a traceback.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+
+from data import DataError
+
+
+class RunError(Exception):
+    """A problem with a script's arguments or output folder (one line)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def parser(doc, example):
+    """An argument parser described by a script's docstring.
+
+    Args:
+        doc: The script's `__doc__`; its first line is the description and
+            the rest is shown after the options.
+        example: A command line shown in `--help`.
+    """
+    summary, _, details = doc.partition("\n")
+    return _Parser(
+        description=summary,
+        epilog=f"example:\n  {example}\n{details}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def positive_int(text):
+    """An `argparse` type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def add_output_arguments(arguments, default_help):
+    arguments.add_argument(
+        "--output-dir",
+        help=f"folder for the results (default: {default_help})",
+    )
+    arguments.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results of an earlier run in --output-dir",
+    )
+
+
+class Artifacts:
+    """The files of one run in `output_dir`, written all at once at the end.
+
+    Use as a context manager; `path(name)` is where to write a file now,
+    `commit()` moves every file written into place.
+
+    Args:
+        output_dir: The folder.
+        names: The file names a run writes; an existing one means the
+            folder holds results.
+        overwrite: Whether results already there may be replaced.
+    """
+
+    def __init__(self, output_dir, names, overwrite=False):
+        self.output_dir = output_dir
+        self.names = list(names)
+        existing = [
+            name
+            for name in self.names
+            if os.path.exists(os.path.join(output_dir, name))
+        ]
+        if existing and not overwrite:
+            raise RunError(
+                f"{output_dir} already holds results ({', '.join(existing)}); "
+                "pass --overwrite to replace them, or choose another "
+                "--output-dir"
+            )
+        self._created = not os.path.isdir(output_dir)
+        self._staging = os.path.join(output_dir, f".partial-{os.getpid()}")
+        try:
+            os.makedirs(self._staging, exist_ok=True)
+            probe = os.path.join(self._staging, ".write-test")
+            with open(probe, "w") as f:
+                f.write("ok")
+            os.remove(probe)
+        except OSError as error:
+            self._discard()
+            raise RunError(
+                f"{output_dir}: cannot write there ({error.strerror})"
+            ) from error
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        self._discard()
+        return False
+
+    def path(self, name):
+        """Where to write `name` during the run (a temporary name)."""
+        if name not in self.names:
+            raise ValueError(f"{name!r} is not one of {self.names}")
+        return os.path.join(self._staging, name)
+
+    def commit(self):
+        """Moves every written file into `output_dir`, `metrics.json` last."""
+        written = [
+            name
+            for name in self.names
+            if os.path.exists(os.path.join(self._staging, name))
+        ]
+        written.sort(key=lambda name: name == "metrics.json")
+        for name in written:
+            os.replace(
+                os.path.join(self._staging, name),
+                os.path.join(self.output_dir, name),
+            )
+        return [os.path.join(self.output_dir, name) for name in written]
+
+    def _discard(self):
+        shutil.rmtree(self._staging, ignore_errors=True)
+        if self._created and os.path.isdir(self.output_dir):
+            try:
+                os.rmdir(self.output_dir)  # only if the run left it empty
+            except OSError:
+                pass
+
+
+def run(main):
+    """Runs `main()` and exits with its status; bad input exits with 2."""
+    try:
+        status = main()
+    except (DataError, RunError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        status = 2
+    sys.exit(status)
