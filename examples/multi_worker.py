@@ -1,66 +1,58 @@
 """A sparse autoencoder trained by two workers with a global-batch KL penalty.
 
-    python examples/multi_worker.py              # starts 2 local workers
-    TF_CONFIG='{...}' python examples/multi_worker.py --steps 100   # one worker
+Without TF_CONFIG, the script starts two copies of itself on 127.0.0.1, each
+with its own TF_CONFIG, waits for them and prints the chief's output. With
+TF_CONFIG (as on a real cluster, one process per machine), it is one worker
+of tf.distribute.MultiWorkerMirroredStrategy:
 
-Without `TF_CONFIG`, the script starts two copies of itself on 127.0.0.1,
-each with its own `TF_CONFIG`, waits for them and prints the chief's output.
-With `TF_CONFIG` (as on a real cluster, one process per machine), it is one
-worker of `tf.distribute.MultiWorkerMirroredStrategy`.
+  TF_CONFIG='{...}' .venv/bin/python examples/multi_worker.py --steps 100
 
-The KL penalty's `rho_hat` is the mean over the global batch, across both
-workers (`KLSparsityRegularizer(cross_replica=True)`, the default), so the
-training steps are those of one device with the same global batch.
+The KL penalty's rho_hat is the mean over the global batch, across both
+workers (cross_replica=True, the default), so the training steps are those
+of one device with the same global batch.
 
-Keras 3.15's `Model.fit` cannot start under `MultiWorkerMirroredStrategy`
-(its first symbolic build reduces a `PerReplica` batch eagerly), so this
-script runs the very `train_step` that `fit` runs, with `strategy.run`.
+Keras 3.15's Model.fit cannot start under MultiWorkerMirroredStrategy (its
+first symbolic build reduces a PerReplica batch eagerly), so this script runs
+the very train_step that fit runs, with strategy.run.
 """
 
-import argparse
-import json
 import os
-import socket
-import subprocess
-import sys
+
+# MultiWorkerMirroredStrategy is TensorFlow's.
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import quiet  # noqa: E402, F401, I001  (Keras without TensorFlow's noise)
+
+import json  # noqa: E402
+import sys  # noqa: E402
+
+from runs import (  # noqa: E402
+    free_ports,
+    launch_local_processes,
+    parser,
+    positive_int,
+    run,
+)
 
 
-def launch_local_workers(argv, workers=2, timeout=600):
+def launch_local_workers(argv, workers=2):
     """Runs this script as `workers` local processes; returns the exit code."""
-    sockets = [socket.socket() for _ in range(workers)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    cluster = [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]
-    for s in sockets:
-        s.close()
-    processes = []
-    for index in range(workers):
-        tf_config = {
-            "cluster": {"worker": cluster},
-            "task": {"type": "worker", "index": index},
-        }
-        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
-        env.setdefault("KERAS_BACKEND", "tensorflow")
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, os.path.abspath(__file__), *argv],
-                env=env,
-                stdout=subprocess.PIPE if index else None,
-                stderr=subprocess.STDOUT if index else None,
+    cluster = [f"127.0.0.1:{port}" for port in free_ports(workers)]
+    environments = [
+        {
+            "TF_CONFIG": json.dumps(
+                {
+                    "cluster": {"worker": cluster},
+                    "task": {"type": "worker", "index": index},
+                }
             )
-        )
-    try:
-        codes = [p.wait(timeout=timeout) for p in processes]
-    finally:
-        for p in processes:
-            if p.poll() is None:
-                p.kill()
-    return max(codes)
+        }
+        for index in range(workers)
+    ]
+    return launch_local_processes(__file__, argv, environments)
 
 
 def train(args):
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras
     import numpy as np
     import tensorflow as tf
@@ -118,11 +110,25 @@ def train(args):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--global-batch", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    arguments = parser(
+        __doc__, ".venv/bin/python examples/multi_worker.py --steps 20"
+    )
+    arguments.add_argument(
+        "--steps",
+        type=positive_int,
+        default=50,
+        help="training steps (default: 50)",
+    )
+    arguments.add_argument(
+        "--global-batch",
+        type=positive_int,
+        default=256,
+        help="examples per step, over all workers (default: 256)",
+    )
+    arguments.add_argument(
+        "--seed", type=int, default=0, help="random seed (default: 0)"
+    )
+    args = arguments.parse_args(argv)
     if "TF_CONFIG" not in os.environ:
         return launch_local_workers(argv)
     train(args)
@@ -130,4 +136,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -1,17 +1,18 @@
 """The two mistakes of the widely copied notebook regularizer, in numbers.
 
-    python examples/notebook_mistakes.py
-
-The notebook averages the whole activation matrix into one scalar `p_hat`
-and writes the second KL term as `log(1-p/1-p_hat)`, which Python reads as
-`log(1 - p - p_hat)`. This script scores the same activations three ways:
-the correct penalty (`KLSparsityRegularizer.penalty`), the correct formula on
-the notebook's scalar mean, and the notebook's expression as Python reads it.
+The notebook averages the whole activation matrix into one scalar p_hat and
+writes the second KL term as log(1-p/1-p_hat), which Python reads as
+log(1 - p - p_hat). This script scores the same activations three ways: the
+correct penalty (KLSparsityRegularizer.penalty), the correct formula on the
+notebook's scalar mean, and the notebook's expression as Python reads it.
 """
+
+import quiet  # noqa: F401, I001  (first: Keras without TensorFlow's noise)
 
 import numpy as np
 
 from keras_sparsity import KLSparsityRegularizer
+from runs import parser, run
 
 RHO, BETA = 0.01, 3.0
 
@@ -30,7 +31,10 @@ def notebook_penalty(activations, p=RHO, beta=BETA):
         return beta * (p * np.log(p / p_hat) + (1 - p) * np.log(1 - p - p_hat))
 
 
-def main():
+def main(argv=None):
+    parser(
+        __doc__, ".venv/bin/python examples/notebook_mistakes.py"
+    ).parse_args(argv)
     # 200 hidden units, 256 examples: 2 units always on, 198 always off.
     # Mean activation over the whole layer: exactly rho = 0.01.
     activations = np.zeros((256, 200), dtype="float32")
@@ -52,7 +56,8 @@ def main():
         with np.errstate(invalid="ignore"):
             wrong = np.log(1 - RHO - rho_hat)
         print(f"{rho_hat:8.3f}   {right:24.4f}   {wrong:18.4f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -12,16 +12,26 @@ import os
 import sys
 import tempfile
 
-if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+# A process this one starts inherits the log level set here, and a marker
+# that says it was not the user's choice.
+if "TF_CPP_MIN_LOG_LEVEL" in os.environ and "QUIET_TF_START" not in os.environ:
     import keras  # noqa: F401  (the user chose TensorFlow's log level)
 else:
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ["QUIET_TF_START"] = "1"
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
         try:
             import keras  # noqa: F401
+
+            # keras.utils.set_random_seed imports TensorFlow, when it is
+            # installed, whatever the backend: have that happen here.
+            try:
+                import tensorflow  # noqa: F401
+            except ImportError:
+                pass
         except BaseException:
             os.dup2(saved, 2)
             held.seek(0)

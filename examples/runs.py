@@ -9,12 +9,17 @@
   folder behind when a run fails before that.
 - `run(main)` turns a `DataError` or `RunError` into one line on stderr and
   exit status 2, never a traceback.
+- `launch_local_processes` starts the processes of a data-parallel example
+  on this machine and stops them all in any case.
 """
 
 import argparse
 import os
 import shutil
+import socket
+import subprocess
 import sys
+import tempfile
 
 from data import DataError
 
@@ -153,3 +158,58 @@ def run(main):
         print(f"error: {error}", file=sys.stderr)
         status = 2
     sys.exit(status)
+
+
+def free_ports(count):
+    """`count` TCP ports on 127.0.0.1 that were free a moment ago."""
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def launch_local_processes(script, argv, environments, timeout=600):
+    """Runs `script argv` once per environment and waits for all of them.
+
+    The first process prints to this terminal; the others write to a file
+    that is shown if any process fails (a pipe nobody reads would block a
+    process once full). Every process is stopped if one fails to finish in
+    `timeout` seconds.
+
+    Args:
+        script: Path of the Python script to run.
+        argv: Its arguments.
+        environments: One dict of variables per process, added to this
+            process's environment.
+        timeout: Seconds to wait for all of them.
+
+    Returns:
+        The highest exit status.
+    """
+    processes = []
+    with tempfile.TemporaryFile("w+") as log:
+        try:
+            for index, variables in enumerate(environments):
+                processes.append(
+                    subprocess.Popen(
+                        [sys.executable, os.path.abspath(script), *argv],
+                        env={**os.environ, **variables},
+                        stdout=log if index else None,
+                        stderr=subprocess.STDOUT if index else None,
+                    )
+                )
+            codes = [p.wait(timeout=timeout) for p in processes]
+        except subprocess.TimeoutExpired:
+            raise RunError(f"the processes did not finish in {timeout} s")
+        finally:
+            for p in processes:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        if max(codes):
+            log.seek(0)
+            sys.stderr.write(log.read()[-5000:])
+    return max(codes)

@@ -2,8 +2,15 @@
 
 Keras has no backend-neutral cross-replica reduction, so this module is
 the one place where the library reaches for a backend directly, and only
-for the backend that is running. JAX's `keras.distribution` needs nothing:
-its arrays are global, so batch means already cover every device.
+for the backend that is running:
+
+- TensorFlow: the replica context of a `tf.distribute` strategy
+  (`MirroredStrategy`, `MultiWorkerMirroredStrategy`, ...).
+- PyTorch: the default `torch.distributed` process group, when it is
+  initialized with more than one process (DDP), in passes that record
+  gradients.
+- JAX needs nothing: the arrays of `keras.distribution` are global, so batch
+  means already cover every device.
 """
 
 import keras
@@ -24,32 +31,58 @@ def _tf_replicas():
     return context.num_replicas_in_sync, all_reduce
 
 
-_REPLICAS = {"tensorflow": _tf_replicas}
+def _torch_replicas():
+    """`(process count, all-reduce)` in the default process group.
+
+    Only where gradients are being recorded: a forward pass under
+    `torch.no_grad()` (Keras's `predict` and `evaluate`, or one process
+    evaluating alone) trains nothing, and an all-reduce that the other
+    processes never join would wait for ever.
+    """
+    import torch
+    import torch.distributed as dist
+
+    if (
+        not (dist.is_available() and dist.is_initialized())
+        or not torch.is_grad_enabled()
+    ):
+        return 1, None
+    processes = dist.get_world_size()
+    if processes == 1:
+        return 1, None
+
+    def all_reduce(value):
+        value = value.clone()  # all_reduce works in place
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        return value
+
+    return processes, all_reduce
 
 
-def global_sums(sums, count):
-    """The sums and count of the global batch, with replica-exact gradients.
+_REPLICAS = {"tensorflow": _tf_replicas, "torch": _torch_replicas}
 
-    One all-reduce of the per-unit sums and the count gives every replica
-    the global batch's values. What each replica differentiates is its own
-    sums times the replica count: data-parallel training averages the
-    replicas' gradients (Keras scales each replica's loss by
-    `1 / replicas` and sums), so the average is the gradient of the global
-    penalty, with no all-reduce in the backward pass.
 
-    Args:
-        sums: Per-unit sums of this replica's share of the batch.
-        count: Positions per unit in that share, an int or a scalar tensor.
+def current():
+    """`(replicas, all_reduce)` of the data-parallel training running here.
 
-    Returns:
-        `(sums, count)` of the global batch; unchanged with one replica.
+    `all_reduce` sums a float32 vector over the replicas; it is `None`, with
+    one replica, outside data-parallel training.
     """
     replicas = _REPLICAS.get(keras.backend.backend())
-    replicas, all_reduce = replicas() if replicas else (1, None)
-    if all_reduce is None:
-        return sums, count
+    return replicas() if replicas else (1, None)
+
+
+def global_sums(all_reduce, sums, count):
+    """The per-unit sums and the count of the global batch.
+
+    One all-reduce of the replica's sums and count gives every replica the
+    global batch's values. The penalty's gradient with respect to the
+    replica's own activations is the global penalty's, times the replica
+    count: data-parallel training averages the replicas' gradients
+    (`tf.distribute` through Keras, which scales each replica's loss by
+    `1 / replicas` and sums; DDP, which averages), so the average is the
+    gradient of the global penalty, with no all-reduce in the backward pass.
+    """
     count = ops.reshape(ops.cast(count, "float32"), (1,))
-    packed = all_reduce(ops.stop_gradient(ops.concatenate([sums, count])))
-    total, count = packed[:-1], packed[-1]
-    sums = ops.stop_gradient(total - replicas * sums) + replicas * sums
-    return sums, count
+    packed = all_reduce(ops.concatenate([sums, count]))
+    return packed[:-1], packed[-1]

@@ -70,23 +70,22 @@ class SparsityMonitor(keras.callbacks.Callback):
         rho: Target used for the KL figure of layers without a KL
             regularizer of their own. Defaults to `0.05`.
 
-    Example:
-
-    >>> import numpy as np
-    >>> import keras
-    >>> from keras_sparsity import SparseDense, SparsityMonitor
-    >>> x = np.random.rand(64, 8).astype("float32")
-    >>> model = keras.Sequential(
-    ...     [keras.Input((8,)), SparseDense(4, name="code"),
-    ...      keras.layers.Dense(8)]
-    ... )
-    >>> model.compile(optimizer="adam", loss="mse")
-    >>> monitor = SparsityMonitor("code", data=x)
-    >>> history = model.fit(x, x, epochs=2, verbose=0, callbacks=[monitor])
-    >>> len(history.history["code_mean_activation"])
-    2
-    >>> len(monitor.statistics["code"]["firing_rates"])
-    4
+    Examples:
+        >>> import numpy as np
+        >>> import keras
+        >>> from keras_sparsity import SparseDense, SparsityMonitor
+        >>> x = np.random.rand(64, 8).astype("float32")
+        >>> model = keras.Sequential(
+        ...     [keras.Input((8,)), SparseDense(4, name="code"),
+        ...      keras.layers.Dense(8)]
+        ... )
+        >>> model.compile(optimizer="adam", loss="mse")
+        >>> monitor = SparsityMonitor("code", data=x)
+        >>> history = model.fit(x, x, epochs=2, verbose=0, callbacks=[monitor])
+        >>> len(history.history["code_mean_activation"])
+        2
+        >>> len(monitor.statistics["code"]["firing_rates"])
+        4
     """
 
     def __init__(

@@ -111,17 +111,16 @@ class SparseDense(keras.layers.Dense):
     Output shape:
         N-D tensor with shape `(batch_size, ..., units)`.
 
-    Example:
-
-    >>> import numpy as np
-    >>> from keras_sparsity import SparseDense
-    >>> layer = SparseDense(4, rho=0.1, beta=3.0)
-    >>> outputs = layer(np.random.rand(8, 16).astype("float32"))
-    >>> tuple(outputs.shape)
-    (8, 4)
-    >>> penalty = layer.sparsity_regularizer.penalty(outputs)
-    >>> bool(np.isclose(layer.losses[0], penalty))
-    True
+    Examples:
+        >>> import numpy as np
+        >>> from keras_sparsity import SparseDense
+        >>> layer = SparseDense(4, rho=0.1, beta=3.0)
+        >>> outputs = layer(np.random.rand(8, 16).astype("float32"))
+        >>> tuple(outputs.shape)
+        (8, 4)
+        >>> penalty = layer.sparsity_regularizer.penalty(outputs)
+        >>> bool(np.isclose(layer.losses[0], penalty))
+        True
 
     Reference:
         Andrew Ng, "Sparse autoencoder", CS294A Lecture notes, Stanford.

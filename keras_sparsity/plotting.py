@@ -174,12 +174,11 @@ def plot_filters(layer_or_kernel, image_shape=None, columns=None, title=None):
     Returns:
         A `matplotlib.figure.Figure`; save it with `fig.savefig(path)`.
 
-    Example:
-
-    >>> import numpy as np
-    >>> fig = plot_filters(np.random.rand(784, 200))
-    >>> fig.axes[0].images[0].get_array().shape
-    (405, 434, 3)
+    Examples:
+        >>> import numpy as np
+        >>> fig = plot_filters(np.random.rand(784, 200))
+        >>> fig.axes[0].images[0].get_array().shape
+        (405, 434, 3)
     """
     kernel = _kernel_of(layer_or_kernel)
     filters, image_shape = _as_filters(kernel, image_shape)
@@ -223,12 +222,12 @@ def plot_reconstructions(originals, reconstructions, image_shape=(28, 28)):
     Returns:
         A `matplotlib.figure.Figure`.
 
-    Example:
-
-    >>> import numpy as np
-    >>> fig = plot_reconstructions(np.zeros((3, 4)), np.ones((3, 4)), (2, 2))
-    >>> len(fig.axes)
-    6
+    Examples:
+        >>> import numpy as np
+        >>> originals, reconstructions = np.zeros((3, 4)), np.ones((3, 4))
+        >>> fig = plot_reconstructions(originals, reconstructions, (2, 2))
+        >>> len(fig.axes)
+        6
     """
     height, width = _check_image_shape(image_shape)
     originals = np.asarray(originals, dtype=np.float64)
@@ -276,11 +275,10 @@ def plot_firing_rates(firing_rates, rho=None, bins=40, title=None):
     Returns:
         A `matplotlib.figure.Figure`.
 
-    Example:
-
-    >>> fig = plot_firing_rates([0.01, 0.02, 0.5], rho=0.05)
-    >>> fig.axes[0].get_xlabel()
-    'firing rate (mean activation of a unit)'
+    Examples:
+        >>> fig = plot_firing_rates([0.01, 0.02, 0.5], rho=0.05)
+        >>> fig.axes[0].get_xlabel()
+        'firing rate (mean activation of a unit)'
     """
     rates = np.asarray(firing_rates, dtype=np.float64).reshape(-1)
     if rates.size == 0:

@@ -164,34 +164,43 @@ def _check_inputs(x, axis, mask):
     return axis % ndim
 
 
-def _flat_positions(x, axis):
-    """`x` as `(positions, features)`, the feature axis last."""
-    if axis != len(x.shape) - 1:
-        x = ops.moveaxis(x, axis, -1)
-    return ops.reshape(x, (-1, x.shape[-1]))
+def _sums_and_count(x, axis, value_range, mask):
+    """Per-feature sums of the activations mapped onto (0, 1), in float32,
+    and the number of positions they cover (a Python int when static)."""
+    if keras.backend.standardize_dtype(x.dtype) != "float32":
+        x = ops.cast(x, "float32")
+    if value_range is not None:
+        # Mapped before summing: a sum of raw values could overflow a wide
+        # range or round away a narrow one far from zero.
+        low, high = value_range
+        x = (x - low) / (high - low)
+    if mask is None:
+        count = 1
+        for i, size in enumerate(x.shape):
+            if i != axis:
+                count *= ops.shape(x)[i] if size is None else size
+    else:
+        x = x * ops.expand_dims(mask, -1)
+        count = ops.sum(mask)
+    return _feature_sums(x, axis), count
 
 
-def _position_count(x, axis):
-    """Positions per feature: a Python int when the shape is static."""
-    count = 1
-    for i, size in enumerate(x.shape):
-        if i != axis:
-            count *= ops.shape(x)[i] if size is None else size
-    return count if isinstance(count, int) else ops.cast(count, "float32")
-
-
-def _column_sums(flat):
-    """Float32 sums of the columns of `(positions, features)`.
+def _feature_sums(x, axis):
+    """Float32 sums of `x` over every axis but `axis`.
 
     Accurate to about 1e-6 for at least 2**24 positions on every backend.
     TensorFlow's CPU kernel sums the rows of a matrix one after another, so
     its error grows with their number (15% for 2**24 equal values), while
-    its sums along the last axis are pairwise: there the matrix is summed
-    transposed. JAX and PyTorch sum pairwise either way.
+    its sums along the last axis are pairwise: there the activations are
+    summed as a `(features, positions)` matrix. JAX and PyTorch sum
+    pairwise either way.
     """
     if keras.backend.backend() == "tensorflow":
+        if axis != len(x.shape) - 1:
+            x = ops.moveaxis(x, axis, -1)
+        flat = ops.reshape(x, (-1, x.shape[-1]))
         return ops.sum(ops.transpose(flat), axis=1)
-    return ops.sum(flat, axis=0)
+    return ops.sum(x, axis=tuple(i for i in range(len(x.shape)) if i != axis))
 
 
 def _kl_terms(rho, one_minus_rho, q):
@@ -201,51 +210,82 @@ def _kl_terms(rho, one_minus_rho, q):
     `log1p((rho - q) / ...)` so that neither term rounds a ratio near 1: a
     unit whose `q` equals `rho` adds exactly 0, and one near `rho` adds its
     small KL with a small error. Where the weight of a term is below 1/2,
-    its argument cannot come near -1; the other term's argument is kept
-    above -1 + 2**-24, which only moves a term whose weight is below
-    2**-24 of its `q` and changes the KL by less than that weight's share.
+    its argument cannot come near -1. The other term's argument stays above
+    -1 + 2**-24 for any `q` in (0, 1) unless its own weight is below 2**-24,
+    and only then is it floored there, which changes the KL by less than
+    that weight's share.
     """
     difference = rho - q
     if rho <= 0.5:
-        small = rho * ops.log1p(ops.maximum(difference / q, _LOG1P_FLOOR))
-        return small + one_minus_rho * ops.log1p(difference / (q - 1.0))
-    small = one_minus_rho * ops.log1p(
-        ops.maximum(difference / (q - 1.0), _LOG1P_FLOOR)
-    )
-    return rho * ops.log1p(difference / q) + small
+        small = difference / q
+        if rho < 2.0**-24:
+            small = ops.maximum(small, _LOG1P_FLOOR)
+        return rho * ops.log1p(small) + one_minus_rho * ops.log1p(
+            difference / (q - 1.0)
+        )
+    small = difference / (q - 1.0)
+    if one_minus_rho < 2.0**-24:
+        small = ops.maximum(small, _LOG1P_FLOOR)
+    return rho * ops.log1p(difference / q) + one_minus_rho * ops.log1p(small)
 
 
-def _kl_sum(rho, beta):
-    """`q -> beta * sum_j KL(rho || q_j)`, with its gradient in closed form.
-
-    The value clips `q` only where the logarithms need it (exact 0 and 1).
-    The gradient is the formula's, `beta * (-rho / q + (1 - rho) / (1 - q))`,
+def _kl_gradient(rho, one_minus_rho, q):
+    """`d KL(rho || q) / d q = -rho / q + (1 - rho) / (1 - q)`, the formula's,
     at `q` clipped to `[_GRADIENT_FLOOR, _RHO_HAT_MAX]`: it does not vanish
     for a unit whose mean activation is tiny, as autodiff through the clip
-    would, so a silent unit is pushed back towards `rho`.
+    of the value would, so a silent unit is pushed back towards `rho`."""
+    q = ops.clip(q, _GRADIENT_FLOOR, _RHO_HAT_MAX)
+    return one_minus_rho / (1.0 - q) - rho / q
+
+
+def _value_and_slope(x, mask, scale, rho, beta, value_range, axis, replicas):
+    """The penalty of `x` times `scale`, and its derivative per activation.
+
+    The derivative is the same for every position of a feature: the slope
+    returned has one entry per feature. With several replicas the sums are
+    the global batch's, and the slope is the global penalty's times the
+    replica count, which the replicas' averaged gradients divide out.
     """
+    replicas, all_reduce = replicas
+    sums, count = _sums_and_count(x, axis, value_range, mask)
+    if all_reduce is not None:
+        sums, count = _replicas.global_sums(all_reduce, sums, count)
+    weight = float(np.float32(beta)) * scale
+    if isinstance(count, int):
+        if count == 0:  # an empty batch: 0, zero gradient
+            return ops.sum(sums) * 0.0, ops.zeros_like(sums)
+    else:
+        weight = ops.where(count > 0, weight, 0.0)
+        count = ops.maximum(count, 1.0)
+    rho_hat = sums / count
     # Float32 constants; `1 - rho` comes from the float64 `rho`, so it stays
     # accurate for `rho` near 1.
-    rho32 = float(np.float32(rho))
     one_minus_rho = float(np.float32(1.0 - rho))
-    beta = float(np.float32(beta))
+    rho = float(np.float32(rho))
+    clipped = ops.clip(rho_hat, _RHO_HAT_MIN, _RHO_HAT_MAX)
+    # KL >= 0; relu drops float32 rounding below zero.
+    value = weight * ops.sum(ops.relu(_kl_terms(rho, one_minus_rho, clipped)))
+    width = 1.0 if value_range is None else value_range[1] - value_range[0]
+    slope = _kl_gradient(rho, one_minus_rho, rho_hat) * (
+        weight * replicas / count / width
+    )
+    return value, slope
 
-    @ops.custom_gradient
-    def kl_sum(q):
-        clipped = ops.clip(q, _RHO_HAT_MIN, _RHO_HAT_MAX)
-        kl = _kl_terms(rho32, one_minus_rho, clipped)
-        # KL >= 0; the maximum drops float32 rounding below zero.
-        value = beta * ops.sum(ops.maximum(kl, 0.0))
 
-        def grad(*args, upstream=None):
-            if upstream is None:
-                (upstream,) = args
-            at = ops.clip(q, _GRADIENT_FLOOR, _RHO_HAT_MAX)
-            return (upstream * beta) * (one_minus_rho / (1.0 - at) - rho32 / at)
-
-        return value, grad
-
-    return kl_sum
+def _broadcast(slope, x, axis, mask):
+    """The gradient with respect to `x` from one slope per feature."""
+    if axis != len(x.shape) - 1:
+        shape = [1] * len(x.shape)
+        shape[axis] = -1
+        slope = ops.reshape(slope, shape)
+    gradient = ops.broadcast_to(
+        slope, x.shape if None not in x.shape else ops.shape(x)
+    )
+    if mask is not None:
+        gradient = gradient * ops.expand_dims(mask, -1)
+    if keras.backend.standardize_dtype(x.dtype) != "float32":
+        gradient = ops.cast(gradient, x.dtype)
+    return gradient
 
 
 @keras.saving.register_keras_serializable(package="keras_sparsity")
@@ -298,28 +338,27 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
             different objective, since the KL of a mean is not the mean of
             the KLs.
 
-    Example:
+    Examples:
+        >>> import numpy as np
+        >>> import keras
+        >>> from keras_sparsity import KLSparsityRegularizer
+        >>> regularizer = KLSparsityRegularizer(rho=0.5, beta=2.0)
+        >>> activations = np.array(
+        ...     [[0.0, 1.0], [1.0, 0.0], [0.0, 0.0], [1.0, 0.0]], "float32"
+        ... )
 
-    >>> import numpy as np
-    >>> import keras
-    >>> from keras_sparsity import KLSparsityRegularizer
-    >>> regularizer = KLSparsityRegularizer(rho=0.5, beta=2.0)
-    >>> activations = np.array(
-    ...     [[0.0, 1.0], [1.0, 0.0], [0.0, 0.0], [1.0, 0.0]], dtype="float32"
-    ... )
+        `rho_hat = [0.5, 0.25]`: the first unit is on target and adds 0, the
+        second adds `0.5 * log(0.5 / 0.25) + 0.5 * log(0.5 / 0.75)`, times
+        `beta`:
 
-    `rho_hat = [0.5, 0.25]`: the first unit is on target and adds 0, the
-    second adds `0.5 * log(0.5 / 0.25) + 0.5 * log(0.5 / 0.75)`, times
-    `beta`:
-
-    >>> round(float(regularizer.penalty(activations)), 4)
-    0.2877
-    >>> layer = keras.layers.Dense(
-    ...     3, activation="sigmoid", activity_regularizer=regularizer
-    ... )
-    >>> outputs = layer(np.ones((4, 5), dtype="float32"))
-    >>> bool(np.isclose(layer.losses[0], regularizer.penalty(outputs)))
-    True
+        >>> round(float(regularizer.penalty(activations)), 4)
+        0.2877
+        >>> layer = keras.layers.Dense(
+        ...     3, activation="sigmoid", activity_regularizer=regularizer
+        ... )
+        >>> outputs = layer(np.ones((4, 5), dtype="float32"))
+        >>> bool(np.isclose(layer.losses[0], regularizer.penalty(outputs)))
+        True
 
     Reference:
         Andrew Ng, "Sparse autoencoder", CS294A Lecture notes, Stanford.
@@ -344,13 +383,16 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
         super().__setattr__(name, value)
 
     def __call__(self, x):
-        x = ops.convert_to_tensor(x)
-        penalty = self.penalty(x)
-        if _KERAS_DIVIDES_ACTIVITY_LOSS:
-            # Keras divides by this same batch size (`divide_no_nan`), so
-            # the loss that reaches `layer.losses` is the penalty itself.
-            penalty = penalty * ops.cast(ops.shape(x)[0], "float32")
-        return penalty
+        if not _KERAS_DIVIDES_ACTIVITY_LOSS:
+            return self._penalty(x)
+        # Keras divides by this same batch size (`divide_no_nan`), so the
+        # loss that reaches `layer.losses` is the penalty itself.
+        if not ops.is_tensor(x):
+            x = ops.convert_to_tensor(x)
+        batch = x.shape[0]
+        if batch is None:
+            batch = ops.cast(ops.shape(x)[0], "float32")
+        return self._penalty(x, scale=batch)
 
     def penalty(self, x, mask=None):
         """Returns the KL sparsity penalty of the activations `x`.
@@ -367,54 +409,69 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
             A float32 scalar tensor, the exact penalty
             `beta * sum_j KL(rho || rho_hat_j)`, whatever the Keras version.
 
-        Example:
+        Examples:
+            >>> import numpy as np
+            >>> regularizer = KLSparsityRegularizer(rho=0.25, beta=1.0)
+            >>> x = np.array([[1.0], [0.0], [0.0], [0.0]], dtype="float32")
+            >>> float(regularizer.penalty(x))  # rho_hat == rho: exactly 0
+            0.0
 
-        >>> import numpy as np
-        >>> regularizer = KLSparsityRegularizer(rho=0.25, beta=1.0)
-        >>> x = np.array([[1.0], [0.0], [0.0], [0.0]], dtype="float32")
-        >>> float(regularizer.penalty(x))  # rho_hat == rho: exactly 0
-        0.0
+            With the padding left out, `rho_hat` is the mean of `[1, 0]`:
 
-        With the padding left out, `rho_hat` is the mean of `[1, 0]`:
-
-        >>> mask = np.array([True, True, False, False])
-        >>> round(float(regularizer.penalty(x, mask=mask)), 4)
-        0.1308
+            >>> mask = np.array([True, True, False, False])
+            >>> round(float(regularizer.penalty(x, mask=mask)), 4)
+            0.1308
         """
-        x = ops.convert_to_tensor(x)
-        if mask is not None:
-            mask = ops.convert_to_tensor(mask)
-        axis = _check_inputs(x, self.axis, mask)
-        sums, count = self._sums(x, axis, mask)
-        if self.cross_replica:
-            sums, count = _replicas.global_sums(sums, count)
-        if isinstance(count, int) and count == 0:
-            return ops.sum(x) * 0.0  # an empty batch: 0, zero gradient
-        if isinstance(count, int):
-            rho_hat = sums / float(count)
-        else:
-            rho_hat = sums / ops.maximum(count, 1.0)
-        penalty = _kl_sum(self.rho, self.beta)(rho_hat)
-        if isinstance(count, int):
-            return penalty
-        return ops.where(count > 0, penalty, 0.0)
+        return self._penalty(x, mask)
 
-    def _sums(self, x, axis, mask):
-        """Per-feature sums of the activations mapped onto (0, 1), in float32,
-        and the number of positions they cover."""
-        x = ops.cast(x, "float32")
-        if self.value_range is not None:
-            # Mapped before summing: a sum of raw values could overflow a
-            # wide range or round away a narrow one far from zero.
-            low, high = self.value_range
-            x = (x - low) / (high - low)
+    def _penalty(self, x, mask=None, scale=1):
+        """`scale` times the penalty of `x`, with its gradient in closed form.
+
+        One function with a custom gradient from the activations to the
+        penalty (`_value_and_slope` gives both): its value is the formula,
+        its gradient with respect to each activation is the formula's. Written
+        once, rather than left to autodiff through a dozen small operations,
+        it is also cheaper where each operation runs on its own (eager
+        PyTorch).
+        """
+        if not ops.is_tensor(x):
+            x = ops.convert_to_tensor(x)
+        if mask is not None:
+            mask = ops.cast(ops.convert_to_tensor(mask), "float32")
+        axis = _check_inputs(x, self.axis, mask)
+        # Decided here, not inside the custom gradient: PyTorch runs that
+        # without recording gradients.
+        replicas = _replicas.current() if self.cross_replica else (1, None)
+        arguments = (self.rho, self.beta, self.value_range, axis, replicas)
+
         if mask is None:
-            count = _position_count(x, axis)
-        else:
-            mask = ops.cast(mask, "float32")
-            x = x * ops.expand_dims(mask, -1)
-            count = _column_sums(ops.reshape(mask, (-1, 1)))[0]
-        return _column_sums(_flat_positions(x, axis)), count
+
+            @ops.custom_gradient
+            def penalty(x):
+                value, slope = _value_and_slope(x, None, scale, *arguments)
+
+                def grad(*args, upstream=None):
+                    if upstream is None:
+                        (upstream,) = args
+                    return _broadcast(slope * upstream, x, axis, None)
+
+                return value, grad
+
+            return penalty(x)
+
+        @ops.custom_gradient
+        def masked_penalty(x, mask):
+            value, slope = _value_and_slope(x, mask, scale, *arguments)
+
+            def grad(*args, upstream=None):
+                if upstream is None:
+                    (upstream,) = args
+                gradient = _broadcast(slope * upstream, x, axis, mask)
+                return gradient, ops.zeros_like(mask)
+
+            return value, grad
+
+        return masked_penalty(x, mask)
 
     def get_config(self):
         return {

@@ -108,14 +108,15 @@ def sparsity_statistics(
         ValueError: for an empty or rank-1 array, NaN or inf activations, a
             mask of the wrong shape, or an invalid `value_range`.
 
-    Example:
-
-    >>> import numpy as np
-    >>> stats = sparsity_statistics(
-    ...     np.array([[0.9, 0.0, 0.1], [0.7, 0.0, 0.3]])
-    ... )
-    >>> stats["mean_activation"], stats["active_fraction"], stats["dead_units"]
-    (0.3333333333333333, 0.5, 1)
+    Examples:
+        >>> import numpy as np
+        >>> stats = sparsity_statistics(
+        ...     np.array([[0.9, 0.0, 0.1], [0.7, 0.0, 0.3]])
+        ... )
+        >>> stats["mean_activation"], stats["active_fraction"]
+        (0.3333333333333333, 0.5)
+        >>> stats["dead_units"]
+        1
     """
     if value_range is None and regularizer is not None:
         value_range = regularizer.value_range

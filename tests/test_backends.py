@@ -149,3 +149,34 @@ def test_model_saved_here_loads_on_another_backend(
     loaded = np.load(tmp_path / "out.npz")
     np.testing.assert_allclose(loaded["outputs"], outputs, atol=1e-5)
     np.testing.assert_allclose(loaded["losses"], losses, rtol=1e-5)
+
+
+IMPORT_CHECK = textwrap.dedent(
+    """
+    import sys
+    import keras
+
+    before = set(sys.modules)
+    import keras_sparsity
+
+    added = {name.split(".")[0] for name in set(sys.modules) - before}
+    print(sorted(added & {"tensorflow", "jax", "torch", "matplotlib"}))
+    """
+)
+
+
+@pytest.mark.parametrize("target", sorted(BACKEND_MODULES))
+def test_importing_the_package_imports_no_backend_keras_did_not(
+    target, subprocess_env
+):
+    if importlib.util.find_spec(BACKEND_MODULES[target]) is None:
+        pytest.skip(f"{target} is not installed")
+    completed = subprocess.run(
+        [sys.executable, "-c", IMPORT_CHECK],
+        env={**subprocess_env, "KERAS_BACKEND": target},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.strip().splitlines()[-1] == "[]"

@@ -2,20 +2,34 @@
 
 Each scenario runs in fresh processes, since devices must be set up before
 the backend starts: two logical CPUs for `tf.distribute.MirroredStrategy`,
-two host devices for JAX's `keras.distribution.DataParallel`, and two
-worker processes on 127.0.0.1 for `MultiWorkerMirroredStrategy`.
+two host devices for JAX's `keras.distribution.DataParallel`, two worker
+processes on 127.0.0.1 for `MultiWorkerMirroredStrategy`, and two processes
+in a gloo process group on 127.0.0.1 for PyTorch DDP. Each scenario runs in
+the test session of its own backend only, so that running the suite once
+per backend runs each scenario once.
 """
 
 import json
+import os
 import socket
 import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
+from conftest import ROOT
 
 pytestmark = pytest.mark.slow
+BACKEND = keras.backend.backend()
+
+
+def only_on(backend):
+    return pytest.mark.skipif(
+        BACKEND != backend, reason=f"runs in the {backend} session"
+    )
+
 
 # Shared by every scenario: the model, the data and one training step.
 COMMON = textwrap.dedent(
@@ -141,6 +155,7 @@ def parse_result(stdout):
     return json.loads(line[len("RESULT ") :])
 
 
+@only_on("tensorflow")
 def test_mirrored_strategy_matches_one_device(subprocess_env):
     env = {**subprocess_env, "KERAS_BACKEND": "tensorflow"}
     result = parse_result(run_python(MIRRORED, env))
@@ -150,8 +165,8 @@ def test_mirrored_strategy_matches_one_device(subprocess_env):
     assert result["False"] > 1e-3
 
 
+@only_on("jax")
 def test_jax_data_parallel_matches_one_device(subprocess_env):
-    pytest.importorskip("jax")
     env = {
         **subprocess_env,
         "KERAS_BACKEND": "jax",
@@ -172,6 +187,7 @@ def free_ports(n):
     return ports
 
 
+@only_on("tensorflow")
 def test_multi_worker_mirrored_strategy_matches_one_device(
     tmp_path, subprocess_env
 ):
@@ -216,9 +232,8 @@ def test_multi_worker_mirrored_strategy_matches_one_device(
         )
 
 
+@only_on("tensorflow")
 def test_multi_worker_example_runs(subprocess_env):
-    from conftest import ROOT
-
     env = {**subprocess_env, "KERAS_BACKEND": "tensorflow"}
     env.pop("TF_CONFIG", None)
     completed = subprocess.run(
@@ -238,3 +253,120 @@ def test_multi_worker_example_runs(subprocess_env):
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "step 3/3: loss" in completed.stdout
     assert "2 replicas; mean code activation" in completed.stdout
+
+
+TORCH_DDP = COMMON + textwrap.dedent(
+    """
+    import os
+    import keras
+    import torch
+    import torch.distributed as dist
+
+    def torch_step(model, module, x):
+        # One SGD step as keras.io's DDP guide trains a Keras model: a
+        # PyTorch loop, with the layers' losses added to the data loss.
+        optimizer = torch.optim.SGD(module.parameters(), lr=0.5)
+        inputs = torch.as_tensor(x)
+        outputs = module(inputs)
+        loss = torch.mean((outputs - inputs) ** 2) + sum(model.losses)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return [keras.ops.convert_to_numpy(w.value) for w in model.weights]
+
+    x = data()
+    distributed = "RANK" in os.environ
+    if distributed:
+        dist.init_process_group("gloo")
+        rank, size = dist.get_rank(), dist.get_world_size()
+        x = x[rank * len(x) // size : (rank + 1) * len(x) // size]
+    for cross_replica in (True, False):
+        model = build(keras, cross_replica)
+        module = torch.nn.parallel.DistributedDataParallel(model) if (
+            distributed) else model
+        weights = torch_step(model, module, x)
+        if not distributed or rank == 0:
+            np.savez(f"{sys.argv[1]}-{cross_replica}.npz", *weights)
+            # One process alone predicts: no all-reduce may wait for the
+            # others (a pass without gradients penalizes its own batch).
+            model.predict(x, verbose=0)
+    if distributed:
+        dist.destroy_process_group()
+    """
+)
+
+
+def run_processes(commands, timeout=300):
+    """Runs `(argv, env)` processes together; stops them all in any case."""
+    processes = []
+    try:
+        for argv, env in commands:
+            processes.append(
+                subprocess.Popen(
+                    argv,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+            )
+        for process in processes:
+            output, _ = process.communicate(timeout=timeout)
+            assert process.returncode == 0, output[-3000:]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+
+
+@only_on("torch")
+def test_torch_ddp_matches_one_process(tmp_path, subprocess_env):
+    env = {**subprocess_env, "KERAS_BACKEND": "torch"}
+    script = [sys.executable, "-c", TORCH_DDP]
+    run_processes([(script + [str(tmp_path / "one")], env)])
+    port = free_ports(1)[0]
+    group = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    run_processes(
+        [
+            (
+                script + [str(tmp_path / "ddp")],
+                {**env, **group, "RANK": str(rank), "WORLD_SIZE": "2"},
+            )
+            for rank in range(2)
+        ]
+    )
+    difference = {}
+    for cross_replica in (True, False):
+        one = np.load(tmp_path / f"one-{cross_replica}.npz")
+        ddp = np.load(tmp_path / f"ddp-{cross_replica}.npz")
+        assert len(one.files) == len(ddp.files) == 6
+        difference[cross_replica] = max(
+            float(np.max(np.abs(one[key] - ddp[key]))) for key in one.files
+        )
+    assert difference[True] < 1e-5
+    # Each process penalizes its own half: a different objective.
+    assert difference[False] > 1e-3
+
+
+@only_on("torch")
+def test_torch_ddp_example_runs(subprocess_env):
+    env = {**subprocess_env, "KERAS_BACKEND": "torch"}
+    completed = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "examples", "torch_ddp.py"),
+            "--synthetic",
+            "--steps",
+            "3",
+            "--batch-size",
+            "32",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "2 processes" in completed.stdout
+    assert "weights agree across processes" in completed.stdout

@@ -415,3 +415,56 @@ def test_it_is_a_dense_layer_and_keeps_its_penalty_under_lora():
         kl_penalty_reference(expected, 0.1, 2.0),
         rtol=1e-5,
     )
+
+
+# --- documented behaviours ----------------------------------------------------
+
+
+def test_time_distributed_adds_one_penalty_per_time_step():
+    x = np.random.default_rng(11).random((4, 3, 5)).astype("float32")
+    wrapper = keras.layers.TimeDistributed(SparseDense(2, rho=0.1, beta=2.0))
+    outputs = to_numpy(wrapper(x))
+    losses = sorted(float(to_numpy(v)) for v in wrapper.losses)
+    expected = sorted(
+        kl_penalty_reference(outputs[:, t], 0.1, 2.0) for t in range(3)
+    )
+    np.testing.assert_allclose(losses, expected, rtol=1e-5)
+    # SparseDense on the sequence itself: one penalty over batch and steps.
+    layer = SparseDense(2, rho=0.1, beta=2.0)
+    outputs = to_numpy(layer(x))
+    assert len(layer.losses) == 1
+    np.testing.assert_allclose(
+        to_numpy(layer.losses[0]),
+        kl_penalty_reference(outputs, 0.1, 2.0),
+        rtol=1e-5,
+    )
+
+
+def test_keras_time_distributed_drops_activity_regularizers():
+    x = np.random.default_rng(12).random((4, 3, 5)).astype("float32")
+    wrapper = keras.layers.TimeDistributed(
+        keras.layers.Dense(
+            2,
+            activation="sigmoid",
+            activity_regularizer=KLSparsityRegularizer(0.1, 2.0),
+        )
+    )
+    wrapper(x)
+    assert wrapper.losses == []
+
+
+def test_sample_weight_weights_the_loss_but_not_the_penalty():
+    x = np.random.default_rng(13).random((8, 5)).astype("float32")
+    weights = np.array([1, 1, 1, 1, 0, 0, 0, 0], "float32")
+    inputs = keras.Input((5,))
+    code = SparseDense(3, rho=0.1, beta=2.0, name="code")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(5)(code))
+    model.compile(optimizer="sgd", loss="mse")
+    loss = model.evaluate(x, x, sample_weight=weights, batch_size=8, verbose=0)
+    reconstructions = to_numpy(model(x)).astype(np.float64)
+    per_example = np.mean((reconstructions - x) ** 2, axis=1)
+    # Keras's "sum_over_batch_size" reduction of the weighted loss.
+    weighted_mse = np.sum(per_example * weights) / len(x)
+    codes = to_numpy(keras.Model(inputs, code)(x))
+    penalty = kl_penalty_reference(codes, 0.1, 2.0)  # all 8 examples
+    np.testing.assert_allclose(loss, weighted_mse + penalty, rtol=1e-5)
