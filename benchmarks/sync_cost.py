@@ -1,92 +1,229 @@
 """What the cross-replica mean of the KL penalty costs at 2 replicas.
 
-Under `tf.distribute.MirroredStrategy` on two logical CPU devices, times
-training steps of the seed's 784-200-784 autoencoder (KL on both layers,
-SGD, MSE, global batch 256) with the synchronized penalty
-(`cross_replica=True`, the default: one extra all-reduce of 201 floats per
-layer and step) and with the per-replica penalty (`cross_replica=False`),
+Times training steps of the seed's 784-200-784 autoencoder (KL(rho=0.01,
+beta=3) on both layers, SGD, MSE) with the synchronized penalty
+(cross_replica=True, the default: one extra all-reduce of 201 floats per
+layer and step) and with the per-replica penalty (cross_replica=False),
 interleaved round by round in one process. Prints the median step times and
 the cost of synchronization as a share of a step.
 
-Run: `python benchmarks/sync_cost.py` (TensorFlow backend).
+Backends (the one Keras runs on; KERAS_BACKEND defaults to tensorflow
+here):
+  tensorflow  tf.distribute.MirroredStrategy on two logical CPU devices of
+              one process (the replicas share the process's CPU threads)
+  torch       torch.nn.parallel.DistributedDataParallel: the script starts
+              2 processes on 127.0.0.1 (gloo), one CPU thread each, so each
+              replica has a core of its own on a 2-core machine; each steps
+              both models in the same interleaved order and the first prints
+
+Timings need a quiet machine.
 """
 
-import argparse
 import os
-import statistics
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import tensorflow as tf  # noqa: E402
+import common  # noqa: E402, F401, I001  (first: examples/ on sys.path, then quiet)
 
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(
-    cpu, [tf.config.LogicalDeviceConfiguration()] * 2
-)
+import sys  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from common import (  # noqa: E402
+    build_autoencoder,
+    config,
+    interleave,
+    timing_lines,
+    versions,
+)
+from runs import (  # noqa: E402
+    RunError,
+    free_ports,
+    launch_local_processes,
+    parser,
+    positive_int,
+    run,
+)
 
-from keras_sparsity import KLSparsityRegularizer  # noqa: E402
+EXAMPLE = ".venv/bin/python benchmarks/sync_cost.py --rounds 40 --steps 10"
+REPLICAS = 2
 
 
-def build(cross_replica):
-    def layer(units):
-        return keras.layers.Dense(
-            units,
-            activation="sigmoid",
-            activity_regularizer=KLSparsityRegularizer(
-                0.01, 3.0, cross_replica=cross_replica
-            ),
-        )
-
-    model = keras.Sequential([keras.Input((784,)), layer(200), layer(784)])
-    model.compile(optimizer="sgd", loss="mse")
-    return model
+def arguments():
+    """The command line."""
+    arguments = parser(__doc__, EXAMPLE)
+    arguments.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=40,
+        help="interleaved rounds; each model is timed once per round "
+        "(default: 40)",
+    )
+    arguments.add_argument(
+        "--steps",
+        type=positive_int,
+        default=10,
+        help="training steps of each model per round (default: 10)",
+    )
+    arguments.add_argument(
+        "--warmup",
+        type=positive_int,
+        default=5,
+        help="untimed steps of each model first (default: 5)",
+    )
+    arguments.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=256,
+        help="global batch, split over the replicas (default: 256)",
+    )
+    return arguments
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=40)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=256)
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = arguments().parse_args(argv)
+    backend = keras.backend.backend()
+    if backend not in MEASUREMENTS:
+        raise RunError(
+            f"no sync-cost measurement for the {backend} backend; set "
+            f"KERAS_BACKEND to one of {sorted(MEASUREMENTS)}"
+        )
+    if args.batch_size % REPLICAS:
+        raise RunError(
+            f"--batch-size {args.batch_size} does not split into {REPLICAS} "
+            "equal shares"
+        )
+    if backend == "torch" and "RANK" not in os.environ:
+        port = str(free_ports(1)[0])
+        return launch_local_processes(
+            __file__,
+            argv,
+            [
+                {
+                    "MASTER_ADDR": "127.0.0.1",
+                    "MASTER_PORT": port,
+                    "RANK": str(rank),
+                    "WORLD_SIZE": str(REPLICAS),
+                }
+                for rank in range(REPLICAS)
+            ],
+        )
+    x = np.random.default_rng(0).random((args.batch_size, 784), "float32")
+    times, setting = MEASUREMENTS[backend](args, x)
+    if os.environ.get("RANK", "0") != "0":
+        return 0
+    print(", ".join(f"{key} {value}" for key, value in versions().items()))
+    print(
+        f"{setting}, global batch {args.batch_size}, {args.rounds} "
+        f"interleaved rounds of {args.steps} steps"
+    )
+    print("\n".join(timing_lines(times, [("synchronized", "per_replica")])))
+    return 0
 
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    x = np.random.default_rng(0).random((args.batch_size, 784))
-    x = x.astype("float32")
+
+def _penalized_autoencoder(cross_replica):
+    model = build_autoencoder(config("kl", 3.0, rho=0.01), "both", "sgd")
+    for name in ("code", "reconstruction"):
+        model.get_layer(name).activity_regularizer.cross_replica = cross_replica
+    return model
+
+
+def _logical_cpus(count):
+    """Splits the CPU into `count` logical devices, before TF starts."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * count
+        )
+    except RuntimeError as error:
+        if len(tf.config.list_logical_devices("CPU")) < count:
+            raise RunError(
+                f"cannot split the CPU into {count} devices now that "
+                f"TensorFlow has started ({error}); run the script in a "
+                "fresh process"
+            ) from error
+    return [f"/cpu:{i}" for i in range(count)]
+
+
+def measure_tensorflow(args, x):
+    """Step times under `tf.distribute.MirroredStrategy` on logical CPUs."""
+    import tensorflow as tf
+
+    strategy = tf.distribute.MirroredStrategy(_logical_cpus(REPLICAS))
+    keras.utils.set_random_seed(0)
     with strategy.scope():
-        models = {"synchronized": build(True), "per_replica": build(False)}
-    for model in models.values():
-        for _ in range(5):
-            model.train_on_batch(x, x)
-    times = {name: [] for name in models}
-    for round_index in range(args.rounds):
-        names = list(models)[:: 1 if round_index % 2 == 0 else -1]
-        for name in names:
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                models[name].train_on_batch(x, x)
-            times[name].append((time.perf_counter() - start) / args.steps)
-    sync = statistics.median(times["synchronized"]) * 1e3
-    local = statistics.median(times["per_replica"]) * 1e3
-    ratios = [
-        a / b for a, b in zip(times["synchronized"], times["per_replica"])
-    ]
-    print(
-        f"keras {keras.__version__}, tensorflow {tf.__version__}: "
-        f"MirroredStrategy, {strategy.num_replicas_in_sync} replicas, global "
-        f"batch {args.batch_size}, {args.rounds} interleaved rounds of "
-        f"{args.steps} steps"
+        models = {
+            "synchronized": _penalized_autoencoder(True),
+            "per_replica": _penalized_autoencoder(False),
+        }
+    times = interleave(
+        {name: _step(model, x) for name, model in models.items()},
+        rounds=args.rounds,
+        calls=args.steps,
+        warmup=args.warmup,
     )
-    print(f"median step, synchronized rho_hat: {sync:.3f} ms")
-    print(f"median step, per-replica rho_hat:  {local:.3f} ms")
-    print(
-        f"synchronization cost: {100 * (sync / local - 1):+.1f}% of a step "
-        f"(median of paired ratios {statistics.median(ratios):.3f})"
+    setting = (
+        f"tensorflow {tf.__version__}: MirroredStrategy, "
+        f"{strategy.num_replicas_in_sync} replicas on logical CPU devices"
     )
+    return times, setting
+
+
+def measure_torch(args, x):
+    """Step times of one process of a DDP group (RANK etc. are set)."""
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)  # one core per replica
+    dist.init_process_group("gloo")
+    try:
+        rank, size = dist.get_rank(), dist.get_world_size()
+        share = len(x) // size
+        inputs = torch.as_tensor(x[rank * share : (rank + 1) * share])
+        keras.utils.set_random_seed(0)
+        steps = {
+            name: _ddp_step(_penalized_autoencoder(flag), inputs)
+            for name, flag in (("synchronized", True), ("per_replica", False))
+        }
+        times = interleave(
+            steps, rounds=args.rounds, calls=args.steps, warmup=args.warmup
+        )
+    finally:
+        dist.destroy_process_group()
+    setting = (
+        f"torch {torch.__version__}: DistributedDataParallel, {size} "
+        "processes (gloo, one CPU thread each)"
+    )
+    return times, setting
+
+
+def _ddp_step(model, inputs):
+    """One SGD step of `model` under DDP, the way examples/torch_ddp.py does."""
+    import torch
+
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    optimizer = torch.optim.SGD(ddp.parameters(), lr=0.01)
+
+    def step():
+        outputs = ddp(inputs)
+        loss = torch.mean((outputs - inputs) ** 2) + sum(model.losses)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def _step(model, x):
+    return lambda: model.train_on_batch(x, x)
+
+
+# One function per backend: (args, batch) -> (times, setting).
+MEASUREMENTS = {"tensorflow": measure_tensorflow, "torch": measure_torch}
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

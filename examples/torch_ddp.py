@@ -5,7 +5,7 @@ itself on 127.0.0.1 (a gloo process group), waits for them and prints the
 first one's output. With RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set
 (as torchrun sets them), it is one process of the group:
 
-  torchrun --nproc-per-node 2 examples/torch_ddp.py --dataset fashion_mnist
+  .venv/bin/torchrun --nproc-per-node 2 examples/torch_ddp.py
 
 Each process trains the 784-200-784 sparse autoencoder of the main example
 (its default recipe: KL rho=0.05 beta=0.02 on the code) on its share of every
@@ -101,8 +101,11 @@ def train(args):
             total += loss.item()
         if rank == 0:
             print(f"epoch {epoch + 1}/{args.epochs}: loss {total / steps:.5f}")
-    report(model, x_test, rank, dist)
+    spread = report(model, x_test, rank, dist)
+    dist.barrier()  # leave the group together, once rank 0 has reported
     dist.destroy_process_group()
+    if spread > 1e-6:
+        raise RunError(f"the processes' weights differ by {spread}")
 
 
 def images(args):
@@ -115,7 +118,7 @@ def images(args):
 
 
 def report(model, x_test, rank, dist):
-    """Checks that the processes hold the same weights; prints the code."""
+    """Prints the code's sparsity; returns the processes' weight spread."""
     import torch
 
     weights = torch.cat([w.value.detach().reshape(-1) for w in model.weights])
@@ -124,7 +127,7 @@ def report(model, x_test, rank, dist):
     dist.all_reduce(smallest, op=dist.ReduceOp.MIN)
     spread = float(torch.max(largest - smallest))
     if rank:
-        return
+        return spread
     code = model.get_layer("code")
     codes = keras.Model(model.inputs, code.output).predict(x_test, verbose=0)
     stats = sparsity_statistics(codes, regularizer=code.activity_regularizer)
@@ -134,8 +137,7 @@ def report(model, x_test, rank, dist):
         f"test MSE {test_mse:.5f}, mean code activation "
         f"{stats['mean_activation']:.4f} (rho {code.activity_regularizer.rho})"
     )
-    if spread > 1e-6:
-        raise RunError(f"the processes' weights differ by {spread}")
+    return spread
 
 
 def parse_args(argv):

@@ -29,6 +29,14 @@ def _penalty_of(layer, rho):
     return KLSparsityRegularizer(rho=rho, beta=1.0), False
 
 
+def _inputs(model):
+    """The model's symbolic inputs, or None (a subclassed model has none)."""
+    try:
+        return model.inputs
+    except (AttributeError, ValueError):
+        return None
+
+
 def _leading_shapes(data):
     """The shapes of the arrays in `data` (an array, list, tuple or dict)."""
     if isinstance(data, dict):
@@ -142,10 +150,13 @@ class SparsityMonitor(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         model = self.model
-        try:
-            inputs = model.inputs
-        except AttributeError:
-            inputs = None
+        if isinstance(model, keras.Sequential) and not _inputs(model):
+            # A Sequential without keras.Input gets its symbolic graph from
+            # the shape of the data (on TensorFlow, fit builds it later).
+            shapes = _leading_shapes(self.data)
+            if len(shapes) == 1 and len(shapes[0]) >= 2:
+                model.build((None,) + shapes[0][1:])
+        inputs = _inputs(model)
         if not inputs:
             raise ValueError(
                 "SparsityMonitor needs a functional or Sequential model, whose "

@@ -201,9 +201,10 @@ def plot_filters(layer_or_kernel, image_shape=None, columns=None, title=None):
         title += ", each scaled to its own range"
     if non_finite:
         title += f"\n{non_finite} with NaN or inf weights (red)"
-    aspect = mosaic.shape[0] / mosaic.shape[1]
-    figure = _figure_class()(figsize=(8, 8 * aspect + 0.6))
-    axes = figure.add_axes((0, 0, 1, 8 * aspect / (8 * aspect + 0.6)))
+    height = 8 * mosaic.shape[0] / mosaic.shape[1]
+    title_height = 0.3 * (1 + title.count("\n"))
+    figure = _figure_class()(figsize=(8, height + title_height))
+    axes = figure.add_axes((0, 0, 1, height / (height + title_height)))
     axes.imshow(mosaic, interpolation="nearest")
     axes.set_axis_off()
     figure.suptitle(title, y=0.995, va="top")

@@ -114,3 +114,12 @@ def load_script(relative_path, name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With KERAS_SPARSITY_FORBID_TENSORFLOW=1 (CI's JAX-only environment),
+    the run fails if anything imported TensorFlow."""
+    if os.environ.get("KERAS_SPARSITY_FORBID_TENSORFLOW") == "1":
+        if "tensorflow" in sys.modules:
+            print("\nTensorFlow was imported in a run that forbids it.")
+            session.exitstatus = 1

@@ -8,9 +8,10 @@ import textwrap
 import keras
 import numpy as np
 import pytest
-from conftest import kl_penalty_reference, to_numpy
 
 from keras_sparsity import KLSparsityRegularizer, SparseDense
+
+from conftest import kl_penalty_reference, to_numpy
 
 BACKEND = keras.backend.backend()
 BACKEND_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}

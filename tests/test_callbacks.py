@@ -5,7 +5,6 @@ import csv
 import keras
 import numpy as np
 import pytest
-from conftest import kl_penalty_reference, to_numpy
 
 from keras_sparsity import (
     ACTIVE_THRESHOLD,
@@ -13,6 +12,8 @@ from keras_sparsity import (
     SparseDense,
     SparsityMonitor,
 )
+
+from conftest import kl_penalty_reference, to_numpy
 
 
 def frozen_model(code_layer):
@@ -292,4 +293,18 @@ def test_logged_penalty_is_the_masked_one_sparse_dense_trains_on():
         monitor.statistics["code"]["firing_rates"],
         codes[mask].mean(axis=0),
         rtol=1e-5,
+    )
+
+
+def test_a_sequential_without_input_is_built_from_the_data():
+    x = np.random.default_rng(7).random((32, 6)).astype("float32")
+    model = keras.Sequential(
+        [SparseDense(3, name="code"), keras.layers.Dense(6)]
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    monitor = SparsityMonitor("code", data=x)
+    history = model.fit(x, x, epochs=1, verbose=0, callbacks=[monitor])
+    codes = to_numpy(model.get_layer("code")(x)).astype(np.float64)
+    np.testing.assert_allclose(
+        history.history["code_mean_activation"], [codes.mean()], rtol=1e-5
     )

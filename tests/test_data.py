@@ -7,6 +7,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+
 from data import (
     DEBIAN_FASHION_MNIST,
     DataError,

@@ -19,6 +19,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+
 from conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -187,6 +188,36 @@ def free_ports(n):
     return ports
 
 
+def run_processes(commands, tmp_path, timeout=300):
+    """Runs `(argv, env)` processes together; stops them all in any case.
+
+    Each writes to a file, not a pipe: a process whose pipe nobody reads
+    blocks once it has written 64 KiB, and with it the collective the others
+    wait in.
+    """
+    processes, logs = [], []
+    try:
+        for index, (argv, env) in enumerate(commands):
+            logs.append(open(tmp_path / f"process-{index}.log", "w+"))
+            processes.append(
+                subprocess.Popen(
+                    argv, env=env, stdout=logs[-1], stderr=subprocess.STDOUT
+                )
+            )
+        for process in processes:
+            process.wait(timeout=timeout)
+        for process, log in zip(processes, logs):
+            log.seek(0)
+            assert process.returncode == 0, log.read()[-3000:]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        for log in logs:
+            log.close()
+
+
 @only_on("tensorflow")
 def test_multi_worker_mirrored_strategy_matches_one_device(
     tmp_path, subprocess_env
@@ -194,35 +225,25 @@ def test_multi_worker_mirrored_strategy_matches_one_device(
     env = {**subprocess_env, "KERAS_BACKEND": "tensorflow"}
     run_python(REFERENCE, env, str(tmp_path / "reference.npz"))
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
-    processes = []
-    try:
-        for index in range(2):
-            tf_config = {
-                "cluster": {"worker": workers},
-                "task": {"type": "worker", "index": index},
-            }
-            processes.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-c",
-                        WORKER,
-                        str(tmp_path / "distributed.npz"),
-                    ],
-                    env={**env, "TF_CONFIG": json.dumps(tf_config)},
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                )
+    script = [sys.executable, "-c", WORKER, str(tmp_path / "distributed.npz")]
+    run_processes(
+        [
+            (
+                script,
+                {
+                    **env,
+                    "TF_CONFIG": json.dumps(
+                        {
+                            "cluster": {"worker": workers},
+                            "task": {"type": "worker", "index": index},
+                        }
+                    ),
+                },
             )
-        for process in processes:
-            output, _ = process.communicate(timeout=240)
-            assert process.returncode == 0, output[-3000:]
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            for index in range(2)
+        ],
+        tmp_path,
+    )
     reference = np.load(tmp_path / "reference.npz")
     distributed = np.load(tmp_path / "distributed.npz")
     assert len(reference.files) == len(distributed.files) == 6
@@ -296,35 +317,11 @@ TORCH_DDP = COMMON + textwrap.dedent(
 )
 
 
-def run_processes(commands, timeout=300):
-    """Runs `(argv, env)` processes together; stops them all in any case."""
-    processes = []
-    try:
-        for argv, env in commands:
-            processes.append(
-                subprocess.Popen(
-                    argv,
-                    env=env,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                )
-            )
-        for process in processes:
-            output, _ = process.communicate(timeout=timeout)
-            assert process.returncode == 0, output[-3000:]
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
-
-
 @only_on("torch")
 def test_torch_ddp_matches_one_process(tmp_path, subprocess_env):
     env = {**subprocess_env, "KERAS_BACKEND": "torch"}
     script = [sys.executable, "-c", TORCH_DDP]
-    run_processes([(script + [str(tmp_path / "one")], env)])
+    run_processes([(script + [str(tmp_path / "one")], env)], tmp_path)
     port = free_ports(1)[0]
     group = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
     run_processes(
@@ -334,7 +331,8 @@ def test_torch_ddp_matches_one_process(tmp_path, subprocess_env):
                 {**env, **group, "RANK": str(rank), "WORLD_SIZE": "2"},
             )
             for rank in range(2)
-        ]
+        ],
+        tmp_path,
     )
     difference = {}
     for cross_replica in (True, False):

@@ -18,10 +18,11 @@ import sys
 
 import numpy as np
 import pytest
-import runs
-from conftest import ROOT, kl_penalty_reference, load_script
 
 import keras_sparsity
+
+import runs
+from conftest import ROOT, kl_penalty_reference, load_script
 
 PAGES = ["README.md"] + sorted(
     os.path.join("docs", name)

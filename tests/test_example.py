@@ -6,11 +6,12 @@ import os
 import keras
 import numpy as np
 import pytest
+
+from keras_sparsity import ACTIVE_THRESHOLD
+
 import runs
 from conftest import load_script
 from test_data import fake_images, write_idx_dataset, write_npz_dataset
-
-from keras_sparsity import ACTIVE_THRESHOLD
 
 OUTPUTS = [
     "metrics.json",
@@ -150,15 +151,25 @@ def test_defaults(example):
     assert (args.dataset, args.recipe, args.epochs, args.batch_size) == (
         "mnist",
         "tuned",
-        30,
+        None,  # from the size of the data: epochs_for
         128,
     )
     assert args.output_dir == os.path.join("runs", "mnist-tuned")
     args = example.parse_args(
-        ["--dataset", "fashion_mnist", "--recipe", "seed"]
+        ["--dataset", "fashion_mnist", "--recipe", "seed", "--epochs", "3"]
     )
-    assert (args.epochs, args.batch_size) == (10, 256)
+    assert (args.epochs, args.batch_size) == (3, 256)
     assert args.output_dir == os.path.join("runs", "fashion_mnist-seed")
+
+
+def test_smaller_data_get_the_same_number_of_steps(example):
+    tuned, seed = example.RECIPES["tuned"], example.RECIPES["seed"]
+    assert example.epochs_for(tuned, np.zeros((60_000, 784))) == 30
+    assert example.epochs_for(seed, np.zeros((60_000, 784))) == 10
+    assert example.epochs_for(tuned, np.zeros((4_000, 784))) == 450
+    assert example.epochs_for(seed, np.zeros((4_000, 784))) == 150
+    assert example.epochs_for(tuned, None) == 30  # a tfds pipeline
+    assert example.epochs_for(tuned, np.zeros((10**6, 784))) == 2
 
 
 # --- bad input: one line, exit status 2, nothing lost ---------------------

@@ -3,16 +3,17 @@
 import keras
 import numpy as np
 import pytest
+from keras import ops
+
+from keras_sparsity import KLSparsityRegularizer, SparseDense
+from keras_sparsity.regularizers import _KERAS_DIVIDES_ACTIVITY_LOSS
+
 from conftest import (
     gradient,
     kl_gradient_reference,
     kl_penalty_reference,
     to_numpy,
 )
-from keras import ops
-
-from keras_sparsity import KLSparsityRegularizer, SparseDense
-from keras_sparsity.regularizers import _KERAS_DIVIDES_ACTIVITY_LOSS
 
 
 def dense_reference(layer, x):

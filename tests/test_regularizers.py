@@ -5,12 +5,6 @@ import math
 import keras
 import numpy as np
 import pytest
-from conftest import (
-    gradient,
-    kl_gradient_reference,
-    kl_penalty_reference,
-    to_numpy,
-)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -21,6 +15,13 @@ from keras_sparsity import KLSparsityRegularizer
 from keras_sparsity.regularizers import (
     _KERAS_DIVIDES_ACTIVITY_LOSS,
     _keras_version,
+)
+
+from conftest import (
+    gradient,
+    kl_gradient_reference,
+    kl_penalty_reference,
+    to_numpy,
 )
 
 SHAPES = [(1, 3), (7, 5), (256, 20), (4, 6, 3), (2, 5, 5, 4), (3, 2, 2, 2, 6)]

@@ -8,10 +8,11 @@ import textwrap
 import keras
 import numpy as np
 import pytest
-from conftest import to_numpy
 
 from keras_sparsity import KLSparsityRegularizer, SparseDense
 from keras_sparsity.regularizers import _keras_version
+
+from conftest import to_numpy
 
 RELOAD = textwrap.dedent(
     """

@@ -2,13 +2,14 @@
 
 import numpy as np
 import pytest
-from conftest import kl_penalty_reference
 
 from keras_sparsity import (
     ACTIVE_THRESHOLD,
     KLSparsityRegularizer,
     sparsity_statistics,
 )
+
+from conftest import kl_penalty_reference
 
 
 def test_figures_by_hand():

@@ -3,9 +3,10 @@
 import keras
 import numpy as np
 import pytest
-from conftest import to_numpy
 
 from keras_sparsity import KLSparsityRegularizer, SparseDense
+
+from conftest import to_numpy
 
 
 def sparse_data(samples=2048, features=64, atoms=16, seed=0):
