@@ -806,8 +806,11 @@ def setup_lines(datasets):
         "",
         "*step ratio* is a training step's time over the unpenalized model's, "
         "from short interleaved blocks during the sweep on a shared machine: "
-        "a noisy figure, not a cost measurement (`benchmarks/overhead.py` "
-        "measures the cost).",
+        "a noisy figure, not a cost measurement. `benchmarks/overhead.py` "
+        "measures what each penalty costs a training step, on TensorFlow, "
+        "JAX and PyTorch, and `benchmarks/sync_cost.py` what the "
+        "global-batch penalty costs under data parallelism: their figures "
+        "are in the backends guide (`docs/backends.md`).",
     ]
     if versions:
         lines += [

@@ -2,10 +2,10 @@
 
 Times training steps of the seed's 784-200-784 autoencoder (KL(rho=0.01,
 beta=3) on both layers, SGD, MSE) with the synchronized penalty
-(cross_replica=True, the default: one extra all-reduce of 201 floats per
-layer and step) and with the per-replica penalty (cross_replica=False),
-interleaved round by round in one process. Prints the median step times and
-the cost of synchronization as a share of a step.
+(cross_replica=True, the default: one extra all-reduce per layer and step,
+of 201 and 785 floats) and with the per-replica penalty
+(cross_replica=False), interleaved round by round. Prints the median step
+times and the cost of synchronization as a share of a step.
 
 Backends (the one Keras runs on; KERAS_BACKEND defaults to tensorflow
 here):
@@ -14,7 +14,9 @@ here):
   torch       torch.nn.parallel.DistributedDataParallel: the script starts
               2 processes on 127.0.0.1 (gloo), one CPU thread each, so each
               replica has a core of its own on a 2-core machine; each steps
-              both models in the same interleaved order and the first prints
+              both models in the same interleaved order and the first prints;
+              it also times the penalty's all-reduces alone (201 and 785
+              floats), to show where the time goes
 
 Timings need a quiet machine.
 """
@@ -110,7 +112,7 @@ def main(argv=None):
             ],
         )
     x = np.random.default_rng(0).random((args.batch_size, 784), "float32")
-    times, setting = MEASUREMENTS[backend](args, x)
+    times, setting, notes = MEASUREMENTS[backend](args, x)
     if os.environ.get("RANK", "0") != "0":
         return 0
     print(", ".join(f"{key} {value}" for key, value in versions().items()))
@@ -119,6 +121,8 @@ def main(argv=None):
         f"interleaved rounds of {args.steps} steps"
     )
     print("\n".join(timing_lines(times, [("synchronized", "per_replica")])))
+    if notes:
+        print("\n".join(notes))
     return 0
 
 
@@ -169,7 +173,7 @@ def measure_tensorflow(args, x):
         f"tensorflow {tf.__version__}: MirroredStrategy, "
         f"{strategy.num_replicas_in_sync} replicas on logical CPU devices"
     )
-    return times, setting
+    return times, setting, []
 
 
 def measure_torch(args, x):
@@ -191,13 +195,32 @@ def measure_torch(args, x):
         times = interleave(
             steps, rounds=args.rounds, calls=args.steps, warmup=args.warmup
         )
+        # Where the time goes: the penalty adds one all-reduce per layer in
+        # the forward pass (201 and 785 floats here); time them bare.
+        bare = interleave(
+            {
+                f"all_reduce of {n} floats": _all_reduce(torch.ones(n))
+                for n in (201, 785)
+            },
+            rounds=args.rounds,
+            calls=args.steps,
+            warmup=args.warmup,
+        )
     finally:
         dist.destroy_process_group()
     setting = (
         f"torch {torch.__version__}: DistributedDataParallel, {size} "
         "processes (gloo, one CPU thread each)"
     )
-    return times, setting
+    notes = ["the penalty's all-reduces alone, between the processes:"]
+    notes += timing_lines(bare, [])[1:]
+    return times, setting, notes
+
+
+def _all_reduce(value):
+    import torch.distributed as dist
+
+    return lambda: dist.all_reduce(value.clone())
 
 
 def _ddp_step(model, inputs):

@@ -5,8 +5,9 @@
 - `Artifacts` owns an `--output-dir`: it refuses a folder that already holds
   results unless `--overwrite` is given, checks that it can write there
   before any work starts, writes every file under a temporary name and
-  renames them all at the end (`metrics.json` last), and leaves no empty
-  folder behind when a run fails before that.
+  renames them all at the end (`metrics.json` last), leaves no empty
+  folder behind when a run fails before that, and clears the temporary
+  folders of runs that were killed.
 - `run(main)` turns a `DataError` or `RunError` into one line on stderr and
   exit status 2, never a traceback.
 - `launch_local_processes` starts the processes of a data-parallel example
@@ -100,6 +101,7 @@ class Artifacts:
                 "--output-dir"
             )
         self._created = not os.path.isdir(output_dir)
+        _remove_stale_staging(output_dir)
         self._staging = os.path.join(output_dir, f".partial-{os.getpid()}")
         try:
             os.makedirs(self._staging, exist_ok=True)
@@ -148,6 +150,27 @@ class Artifacts:
                 os.rmdir(self.output_dir)  # only if the run left it empty
             except OSError:
                 pass
+
+
+def _remove_stale_staging(output_dir):
+    """Removes the `.partial-<pid>` folders of runs that were killed."""
+    if not os.path.isdir(output_dir):
+        return
+    for name in os.listdir(output_dir):
+        prefix, _, pid = name.partition(".partial-")
+        if prefix or not pid.isdigit() or _running(int(pid)):
+            continue
+        shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+
+
+def _running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def run(main):

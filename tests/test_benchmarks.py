@@ -703,6 +703,8 @@ def test_sync_cost_measures_two_replicas(backend, subprocess_env):
     assert "ratio synchronized / per_replica: median" in result.stdout
     # Only the first process prints the figures.
     assert result.stdout.count("ratio synchronized") == 1
+    if backend == "torch":
+        assert "all_reduce of 201 floats" in result.stdout
 
 
 def test_overhead_prints_every_variant_and_ratio(capsys):

@@ -2,6 +2,8 @@
 
 import argparse
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -78,6 +80,21 @@ def test_artifacts_appear_together_at_commit(tmp_path):
     with pytest.raises(RunError, match="already holds results"):
         Artifacts(str(out), ["model.keras", "metrics.json"])
     assert (out / "model.keras").read_text() == "model"
+
+
+def test_staging_folders_of_killed_runs_are_cleared(tmp_path):
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # its pid is free now: a run that was killed
+    stale = tmp_path / f".partial-{finished.pid}"
+    stale.mkdir()
+    (stale / "model.keras").write_text("half written")
+    alive = tmp_path / f".partial-{os.getppid()}"  # a run still going
+    alive.mkdir()
+    other = tmp_path / ".partial-notes"
+    other.mkdir()
+    with Artifacts(str(tmp_path), ["metrics.json"]):
+        assert not stale.exists()
+        assert alive.exists() and other.exists()
 
 
 def test_a_failed_run_leaves_no_folder_and_keeps_old_results(tmp_path):
