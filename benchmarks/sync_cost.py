@@ -206,6 +206,7 @@ def measure_torch(args, x):
             calls=args.steps,
             warmup=args.warmup,
         )
+        _release_ddp(steps, dist)
     finally:
         dist.destroy_process_group()
     setting = (
@@ -215,6 +216,22 @@ def measure_torch(args, x):
     notes = ["the penalty's all-reduces alone, between the processes:"]
     notes += timing_lines(bare, [])[1:]
     return times, setting, notes
+
+
+def _release_ddp(wrappers, dist):
+    """Drops DDP wrappers while their process group is alive and idle.
+
+    A gloo group whose last reference is a DDP wrapper freed after
+    `destroy_process_group` can deadlock on the GIL as it is destroyed
+    (torch 2.13: its worker thread decrefs a tensor while the main thread,
+    holding the GIL, joins it). Freed first, the wrappers leave the group
+    to `destroy_process_group`, once a barrier has drained its work.
+    """
+    import gc
+
+    wrappers.clear()
+    gc.collect()
+    dist.barrier()
 
 
 def _all_reduce(value):

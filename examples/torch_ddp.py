@@ -24,6 +24,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import quiet  # noqa: E402, F401, I001  (Keras without TensorFlow's noise)
 
+import gc  # noqa: E402
 import sys  # noqa: E402
 
 import keras  # noqa: E402
@@ -102,7 +103,12 @@ def train(args):
         if rank == 0:
             print(f"epoch {epoch + 1}/{args.epochs}: loss {total / steps:.5f}")
     spread = report(model, x_test, rank, dist)
-    dist.barrier()  # leave the group together, once rank 0 has reported
+    # Free DDP before its group, and leave together once rank 0 has
+    # reported: a gloo group destroyed as the last DDP reference goes can
+    # deadlock on the GIL (torch 2.13).
+    del ddp, optimizer
+    gc.collect()
+    dist.barrier()
     dist.destroy_process_group()
     if spread > 1e-6:
         raise RunError(f"the processes' weights differ by {spread}")

@@ -312,6 +312,13 @@ TORCH_DDP = COMMON + textwrap.dedent(
             # others (a pass without gradients penalizes its own batch).
             model.predict(x, verbose=0)
     if distributed:
+        # DDP freed first, then the group, once idle: a gloo group whose
+        # last reference is a DDP wrapper can deadlock as it is destroyed.
+        import gc
+
+        del module
+        gc.collect()
+        dist.barrier()
         dist.destroy_process_group()
     """
 )
