@@ -108,8 +108,15 @@ if EXAMPLES not in sys.path:
 
 
 def load_script(relative_path, name):
-    """Imports a script of the repository (examples/, benchmarks/) by path."""
+    """Imports a script of the repository (examples/, benchmarks/) by path.
+
+    Its folder goes on `sys.path` first, as when Python runs the script, so
+    it finds its neighbours (`benchmarks/common.py`) whatever ran before.
+    """
     path = os.path.join(ROOT, relative_path)
+    folder = os.path.dirname(path)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
