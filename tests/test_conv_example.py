@@ -1,6 +1,5 @@
 """The convolutional sparse autoencoder example end to end on tiny data."""
 
-import json
 import os
 import subprocess
 import sys
@@ -11,7 +10,16 @@ import pytest
 
 from keras_sparsity import ACTIVE_THRESHOLD, KLSparsityRegularizer
 
-from conftest import kl_penalty_reference, load_script, to_numpy
+from conftest import (
+    check_bad_flag,
+    check_earlier_run_is_kept,
+    earlier_run,
+    kl_penalty_reference,
+    load_script,
+    read_metrics,
+    run_cli,
+    to_numpy,
+)
 from test_data import write_idx_dataset, write_npz_dataset
 
 OUTPUTS = [
@@ -31,13 +39,6 @@ def example():
     return load_script("examples/conv_sparse_autoencoder.py", "conv_example")
 
 
-def run_cli(example, argv, capsys):
-    """`example`'s command line in this process: (exit status, stderr)."""
-    with pytest.raises(SystemExit) as info:
-        example.run(lambda: example.main(argv))
-    return info.value.code, capsys.readouterr().err
-
-
 @pytest.fixture(scope="module")
 def idx_run(example, tmp_path_factory):
     """One run on an IDX folder: (output folder, x_test)."""
@@ -48,11 +49,6 @@ def idx_run(example, tmp_path_factory):
     assert example.main(argv + ["--verbose", "0"]) == 0
     x_test = arrays["t10k-images-idx3-ubyte"].reshape(40, 784) / 255.0
     return folder / "run", x_test.astype("float32")
-
-
-def read_metrics(folder):
-    with open(folder / "metrics.json") as f:
-        return json.load(f)
 
 
 def code_model(folder):
@@ -153,7 +149,7 @@ def test_npz_without_labels_quick_subset_and_overwrite(
     example, tmp_path, monkeypatch
 ):
     write_npz_dataset(tmp_path / "data.npz", 64, 16, labels=False)
-    files = earlier_run(tmp_path / "run")
+    files = earlier_run(tmp_path / "run", OUTPUTS)
     monkeypatch.setitem(example.QUICK, "train_images", 48)
     argv = ["--data-dir", str(tmp_path / "data.npz"), "--quick"]
     argv += ["--output-dir", str(tmp_path / "run"), "--overwrite"]
@@ -181,19 +177,6 @@ def test_defaults(example):
 # --- bad input: one line, exit status 2, nothing lost ---------------------
 
 
-def earlier_run(folder):
-    """A folder holding the results of an earlier run; returns their bytes."""
-    os.makedirs(folder)
-    files = {name: f"earlier {name}".encode() for name in OUTPUTS}
-    for name, content in files.items():
-        (folder / name).write_bytes(content)
-    return files
-
-
-def unchanged(folder, files):
-    return all((folder / n).read_bytes() == c for n, c in files.items())
-
-
 @pytest.mark.parametrize(
     "flags,message",
     [
@@ -207,29 +190,17 @@ def unchanged(folder, files):
 def test_bad_flags_leave_an_earlier_run_alone(
     example, tmp_path, capsys, flags, message
 ):
-    files = earlier_run(tmp_path / "run")
-    code, err = run_cli(
-        example, flags + ["--output-dir", str(tmp_path / "run")], capsys
+    check_bad_flag(
+        example.main, flags, message, tmp_path / "run", OUTPUTS, capsys
     )
-    assert code == 2
-    assert err.count("\n") == 1 and message in err and "(see --help)" in err
-    assert unchanged(tmp_path / "run", files)
 
 
 def test_an_earlier_run_is_kept_without_overwrite(example, tmp_path, capsys):
     write_idx_dataset(tmp_path / "data", n_train=32, n_test=8)
-    files = earlier_run(tmp_path / "run")
     argv = ["--data-dir", str(tmp_path / "data"), "--epochs", "1"]
-    argv += ["--output-dir", str(tmp_path / "run"), "--verbose", "0"]
-    code, err = run_cli(example, argv, capsys)
-    assert code == 2
-    assert err == (
-        f"error: {tmp_path / 'run'} already holds results ("
-        + ", ".join(OUTPUTS)
-        + "); pass --overwrite to replace them, or choose another "
-        "--output-dir\n"
+    check_earlier_run_is_kept(
+        example.main, argv, tmp_path / "run", OUTPUTS, capsys
     )
-    assert unchanged(tmp_path / "run", files)
 
 
 @pytest.mark.parametrize(
@@ -255,7 +226,7 @@ def test_bad_data_gets_one_line_and_no_folder(
     make(tmp_path / "data.npz")
     out = tmp_path / "new-run"
     argv = ["--data-dir", str(tmp_path / "data.npz"), "--output-dir", str(out)]
-    code, err = run_cli(example, argv, capsys)
+    code, err = run_cli(example.main, argv, capsys)
     assert code == 2
     assert err.startswith("error: ") and err.count("\n") == 1
     assert fragment in err

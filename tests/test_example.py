@@ -9,8 +9,14 @@ import pytest
 
 from keras_sparsity import ACTIVE_THRESHOLD
 
-import runs
-from conftest import load_script
+from conftest import (
+    check_bad_flag,
+    check_earlier_run_is_kept,
+    earlier_run,
+    load_script,
+    run_cli,
+    unchanged,
+)
 from test_data import fake_images, write_idx_dataset, write_npz_dataset
 
 OUTPUTS = [
@@ -26,13 +32,6 @@ OUTPUTS = [
 @pytest.fixture(scope="module")
 def example():
     return load_script("examples/mnist_sparse_autoencoder.py", "mnist_example")
-
-
-def run_cli(example, argv, capsys):
-    """`example`'s command line in this process: (exit status, stderr)."""
-    with pytest.raises(SystemExit) as info:
-        runs.run(lambda: example.main(argv))
-    return info.value.code, capsys.readouterr().err
 
 
 def check_outputs(output_dir, recipe, epochs, test_images):
@@ -175,19 +174,6 @@ def test_smaller_data_get_the_same_number_of_steps(example):
 # --- bad input: one line, exit status 2, nothing lost ---------------------
 
 
-def earlier_run(folder):
-    """A folder holding the results of an earlier run; returns their bytes."""
-    os.makedirs(folder)
-    files = {name: f"earlier {name}".encode() for name in OUTPUTS}
-    for name, content in files.items():
-        (folder / name).write_bytes(content)
-    return files
-
-
-def unchanged(folder, files):
-    return all((folder / n).read_bytes() == c for n, c in files.items())
-
-
 @pytest.mark.parametrize(
     "flags,message",
     [
@@ -204,30 +190,20 @@ def unchanged(folder, files):
 def test_bad_flags_leave_an_earlier_run_alone(
     example, tmp_path, capsys, flags, message
 ):
-    files = earlier_run(tmp_path / "run")
-    code, err = run_cli(
-        example, flags + ["--output-dir", str(tmp_path / "run")], capsys
+    check_bad_flag(
+        example.main, flags, message, tmp_path / "run", OUTPUTS, capsys
     )
-    assert code == 2
-    assert err.count("\n") == 1 and message in err and "(see --help)" in err
-    assert unchanged(tmp_path / "run", files)
 
 
 def test_an_earlier_run_is_kept_unless_overwrite(example, tmp_path, capsys):
     write_idx_dataset(tmp_path / "data", n_train=32, n_test=8)
-    files = earlier_run(tmp_path / "run")
     argv = ["--data-dir", str(tmp_path / "data"), "--epochs", "1"]
-    argv += ["--output-dir", str(tmp_path / "run"), "--verbose", "0"]
-    code, err = run_cli(example, argv, capsys)
-    assert code == 2
-    assert err == (
-        f"error: {tmp_path / 'run'} already holds results (metrics.json, "
-        "filters.png, reconstructions.png, firing_rates.png, history.csv, "
-        "model.keras); pass --overwrite to replace them, or choose another "
-        "--output-dir\n"
+    argv += ["--verbose", "0"]
+    files = check_earlier_run_is_kept(
+        example.main, argv, tmp_path / "run", OUTPUTS, capsys
     )
-    assert unchanged(tmp_path / "run", files)
-    assert example.main(argv + ["--overwrite"]) == 0
+    argv += ["--output-dir", str(tmp_path / "run"), "--overwrite"]
+    assert example.main(argv) == 0
     assert not unchanged(tmp_path / "run", files)
     assert sorted(os.listdir(tmp_path / "run")) == sorted(OUTPUTS)
 
@@ -236,7 +212,7 @@ def test_an_interrupted_run_leaves_the_earlier_results_whole(
     example, tmp_path, monkeypatch
 ):
     write_idx_dataset(tmp_path / "data", n_train=32, n_test=8)
-    files = earlier_run(tmp_path / "run")
+    files = earlier_run(tmp_path / "run", OUTPUTS)
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -267,9 +243,8 @@ def test_a_bad_data_file_gets_one_line_and_no_empty_folder(
     path = tmp_path / ("missing" if "missing" in fragment else "data.npz")
     make(path)
     out = tmp_path / "new-run"
-    code, err = run_cli(
-        example, ["--data-dir", str(path), "--output-dir", str(out)], capsys
-    )
+    argv = ["--data-dir", str(path), "--output-dir", str(out)]
+    code, err = run_cli(example.main, argv, capsys)
     assert code == 2
     assert err.startswith("error: ") and err.count("\n") == 1
     assert fragment in err
@@ -281,7 +256,7 @@ def test_an_unwritable_output_folder_is_refused_before_training(
 ):
     (tmp_path / "file").write_text("not a folder")
     code, err = run_cli(
-        example, ["--output-dir", str(tmp_path / "file" / "run")], capsys
+        example.main, ["--output-dir", str(tmp_path / "file" / "run")], capsys
     )
     assert code == 2
     assert err.startswith(f"error: {tmp_path / 'file' / 'run'}: cannot write")
@@ -295,7 +270,8 @@ def test_offline_mnist_names_the_offline_options(
         raise Exception("URL fetch failure: [Errno -2] Name not known")
 
     monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
-    code, err = run_cli(example, ["--output-dir", str(tmp_path / "r")], capsys)
+    argv = ["--output-dir", str(tmp_path / "r")]
+    code, err = run_cli(example.main, argv, capsys)
     assert code == 2
     assert err.startswith("error: could not load mnist (URL fetch failure")
     assert "--dataset mnist_5k" in err and err.count("\n") == 1
