@@ -10,7 +10,12 @@ times and the cost of synchronization as a share of a step.
 Backends (the one Keras runs on; KERAS_BACKEND defaults to tensorflow
 here):
   tensorflow  tf.distribute.MirroredStrategy on two logical CPU devices of
-              one process (the replicas share the process's CPU threads)
+              one process (the replicas share the process's CPU threads);
+              with --tf-strategy multi_worker, MultiWorkerMirroredStrategy:
+              the script starts 2 worker processes on 127.0.0.1, one
+              compute thread each, so each replica has a core of its own on
+              a 2-core machine, and both step the models in the same
+              interleaved order through the train_step that fit runs
   torch       torch.nn.parallel.DistributedDataParallel: the script starts
               2 processes on 127.0.0.1 (gloo), one CPU thread each, so each
               replica has a core of its own on a 2-core machine; each steps
@@ -27,6 +32,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import common  # noqa: E402, F401, I001  (first: examples/ on sys.path, then quiet)
 
+import json  # noqa: E402
 import sys  # noqa: E402
 
 import keras  # noqa: E402
@@ -40,8 +46,9 @@ from common import (  # noqa: E402
 )
 from runs import (  # noqa: E402
     RunError,
-    free_ports,
     launch_local_processes,
+    local_tf_workers,
+    local_torch_group,
     parser,
     positive_int,
     run,
@@ -74,6 +81,14 @@ def arguments():
         help="untimed steps of each model first (default: 5)",
     )
     arguments.add_argument(
+        "--tf-strategy",
+        choices=["mirrored", "multi_worker"],
+        default="mirrored",
+        help="TensorFlow's engine: two logical CPU devices of one process, or "
+        "two local worker processes of one compute thread each "
+        "(default: mirrored)",
+    )
+    arguments.add_argument(
         "--batch-size",
         type=positive_int,
         default=256,
@@ -91,29 +106,29 @@ def main(argv=None):
             f"no sync-cost measurement for the {backend} backend; set "
             f"KERAS_BACKEND to one of {sorted(MEASUREMENTS)}"
         )
+    if args.tf_strategy != "mirrored" and backend != "tensorflow":
+        raise RunError(
+            f"--tf-strategy {args.tf_strategy} is TensorFlow's; with the "
+            f"{backend} backend, set KERAS_BACKEND=tensorflow or drop it"
+        )
     if args.batch_size % REPLICAS:
         raise RunError(
             f"--batch-size {args.batch_size} does not split into {REPLICAS} "
             "equal shares"
         )
     if backend == "torch" and "RANK" not in os.environ:
-        port = str(free_ports(1)[0])
         return launch_local_processes(
-            __file__,
-            argv,
-            [
-                {
-                    "MASTER_ADDR": "127.0.0.1",
-                    "MASTER_PORT": port,
-                    "RANK": str(rank),
-                    "WORLD_SIZE": str(REPLICAS),
-                }
-                for rank in range(REPLICAS)
-            ],
+            __file__, argv, local_torch_group(REPLICAS)
+        )
+    multi_worker = backend == "tensorflow" and args.tf_strategy != "mirrored"
+    if multi_worker and "TF_CONFIG" not in os.environ:
+        return launch_local_processes(
+            __file__, argv, local_tf_workers(REPLICAS)
         )
     x = np.random.default_rng(0).random((args.batch_size, 784), "float32")
-    times, setting, notes = MEASUREMENTS[backend](args, x)
-    if os.environ.get("RANK", "0") != "0":
+    measure = measure_multi_worker if multi_worker else MEASUREMENTS[backend]
+    times, setting, notes = measure(args, x)
+    if not _first_process():
         return 0
     print(", ".join(f"{key} {value}" for key, value in versions().items()))
     print(
@@ -169,11 +184,79 @@ def measure_tensorflow(args, x):
         calls=args.steps,
         warmup=args.warmup,
     )
+    notes = _bare_all_reduces(
+        lambda n: _strategy_all_reduce(strategy, tf.ones(n)), args, "replicas"
+    )
     setting = (
         f"tensorflow {tf.__version__}: MirroredStrategy, "
         f"{strategy.num_replicas_in_sync} replicas on logical CPU devices"
     )
-    return times, setting, []
+    return times, setting, notes
+
+
+def measure_multi_worker(args, x):
+    """Step times of one worker of `MultiWorkerMirroredStrategy` (TF_CONFIG
+    is set), with one compute thread."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+    share = len(x) // REPLICAS
+    mine = tf.constant(x[index * share : (index + 1) * share])
+    batch = strategy.experimental_distribute_values_from_function(
+        lambda context: (mine, mine)
+    )
+    keras.utils.set_random_seed(0)
+    steps = {}
+    with strategy.scope():
+        for name, flag in (("synchronized", True), ("per_replica", False)):
+            model = _penalized_autoencoder(flag)
+            model.optimizer.build(model.trainable_variables)
+            steps[name] = _strategy_step(strategy, model, batch)
+    times = interleave(
+        steps, rounds=args.rounds, calls=args.steps, warmup=args.warmup
+    )
+    notes = _bare_all_reduces(
+        lambda n: _strategy_all_reduce(strategy, tf.ones(n)), args, "workers"
+    )
+    setting = (
+        f"tensorflow {tf.__version__}: MultiWorkerMirroredStrategy, "
+        f"{strategy.num_replicas_in_sync} worker processes (one compute "
+        "thread each)"
+    )
+    return times, setting, notes
+
+
+def _strategy_step(strategy, model, batch):
+    """One training step of `model` on `batch`, as `fit` runs it (Keras
+    3.15's `fit` cannot start under `MultiWorkerMirroredStrategy`)."""
+    import tensorflow as tf
+
+    @tf.function
+    def step():
+        strategy.run(model.train_step, args=(batch,))
+
+    return step
+
+
+def _strategy_all_reduce(strategy, value):
+    """The all-reduce the penalty does, alone, in a replica context."""
+    import tensorflow as tf
+
+    def replica_sum():
+        context = tf.distribute.get_replica_context()
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+    return tf.function(lambda: strategy.run(replica_sum))
+
+
+def _first_process():
+    """Whether this is the process that prints: the only one, rank 0 of a
+    torch group or the chief of a TF cluster."""
+    if "TF_CONFIG" in os.environ:
+        return json.loads(os.environ["TF_CONFIG"])["task"]["index"] == 0
+    return os.environ.get("RANK", "0") == "0"
 
 
 def measure_torch(args, x):
@@ -195,16 +278,8 @@ def measure_torch(args, x):
         times = interleave(
             steps, rounds=args.rounds, calls=args.steps, warmup=args.warmup
         )
-        # Where the time goes: the penalty adds one all-reduce per layer in
-        # the forward pass (201 and 785 floats here); time them bare.
-        bare = interleave(
-            {
-                f"all_reduce of {n} floats": _all_reduce(torch.ones(n))
-                for n in (201, 785)
-            },
-            rounds=args.rounds,
-            calls=args.steps,
-            warmup=args.warmup,
+        notes = _bare_all_reduces(
+            lambda n: _all_reduce(torch.ones(n)), args, "processes"
         )
         _release_ddp(steps, dist)
     finally:
@@ -213,9 +288,21 @@ def measure_torch(args, x):
         f"torch {torch.__version__}: DistributedDataParallel, {size} "
         "processes (gloo, one CPU thread each)"
     )
-    notes = ["the penalty's all-reduces alone, between the processes:"]
-    notes += timing_lines(bare, [])[1:]
     return times, setting, notes
+
+
+def _bare_all_reduces(make, args, between):
+    """Where the time goes: the penalty adds one all-reduce per layer to the
+    forward pass (201 and 785 floats here). Times them bare, each made by
+    `make(floats)`, and returns the lines that show them."""
+    bare = interleave(
+        {f"all_reduce of {n} floats": make(n) for n in (201, 785)},
+        rounds=args.rounds,
+        calls=args.steps,
+        warmup=args.warmup,
+    )
+    notes = [f"the penalty's all-reduces alone, between the {between}:"]
+    return notes + timing_lines(bare, [])[1:]
 
 
 def _release_ddp(wrappers, dist):

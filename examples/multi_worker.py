@@ -27,29 +27,12 @@ import json  # noqa: E402
 import sys  # noqa: E402
 
 from runs import (  # noqa: E402
-    free_ports,
     launch_local_processes,
+    local_tf_workers,
     parser,
     positive_int,
     run,
 )
-
-
-def launch_local_workers(argv, workers=2):
-    """Runs this script as `workers` local processes; returns the exit code."""
-    cluster = [f"127.0.0.1:{port}" for port in free_ports(workers)]
-    environments = [
-        {
-            "TF_CONFIG": json.dumps(
-                {
-                    "cluster": {"worker": cluster},
-                    "task": {"type": "worker", "index": index},
-                }
-            )
-        }
-        for index in range(workers)
-    ]
-    return launch_local_processes(__file__, argv, environments)
 
 
 def train(args):
@@ -130,7 +113,7 @@ def main(argv=None):
     )
     args = arguments.parse_args(argv)
     if "TF_CONFIG" not in os.environ:
-        return launch_local_workers(argv)
+        return launch_local_processes(__file__, argv, local_tf_workers(2))
     train(args)
     return 0
 

@@ -15,6 +15,7 @@
 """
 
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -273,6 +274,33 @@ def free_ports(count):
     for s in sockets:
         s.close()
     return ports
+
+
+def local_torch_group(size):
+    """The environments of `size` local `torch.distributed` processes on
+    127.0.0.1, as `torchrun` sets them: one dict a process, rank 0 first."""
+    group = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_ports(1)[0])}
+    return [
+        {**group, "RANK": str(rank), "WORLD_SIZE": str(size)}
+        for rank in range(size)
+    ]
+
+
+def local_tf_workers(count):
+    """The environments of `count` local `MultiWorkerMirroredStrategy`
+    workers on 127.0.0.1: one `TF_CONFIG` each, worker 0 (the chief) first."""
+    cluster = [f"127.0.0.1:{port}" for port in free_ports(count)]
+    return [
+        {
+            "TF_CONFIG": json.dumps(
+                {
+                    "cluster": {"worker": cluster},
+                    "task": {"type": "worker", "index": index},
+                }
+            )
+        }
+        for index in range(count)
+    ]
 
 
 def launch_local_processes(script, argv, environments, timeout=600):

@@ -35,8 +35,8 @@ from keras_sparsity import sparsity_statistics  # noqa: E402
 from mnist_sparse_autoencoder import RECIPES, build_model  # noqa: E402
 from runs import (  # noqa: E402
     RunError,
-    free_ports,
     launch_local_processes,
+    local_torch_group,
     parser,
     positive_int,
     run,
@@ -47,14 +47,9 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if "RANK" not in os.environ:
-        port = free_ports(1)[0]
-        group = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-        size = str(args.processes)
-        environments = [
-            {**group, "RANK": str(rank), "WORLD_SIZE": size}
-            for rank in range(args.processes)
-        ]
-        return launch_local_processes(__file__, argv, environments)
+        return launch_local_processes(
+            __file__, argv, local_torch_group(args.processes)
+        )
     if keras.backend.backend() != "torch":
         raise RunError("DDP needs the torch backend: set KERAS_BACKEND=torch")
     train(args)

@@ -648,6 +648,20 @@ def test_sync_cost_names_the_backends_it_measures(monkeypatch, capsys):
     assert "['jax_pmap']" in err
 
 
+def test_sync_cost_refuses_a_tf_strategy_on_another_backend(
+    monkeypatch, capsys
+):
+    script = load_script("benchmarks/sync_cost.py", "sync_cost")
+    monkeypatch.setattr(script.keras.backend, "backend", lambda: "torch")
+    argv = ["--tf-strategy", "multi_worker"]
+    status, err = run_cli(script.main, argv, capsys)
+    assert status == 2
+    assert err == (
+        "error: --tf-strategy multi_worker is TensorFlow's; with the torch "
+        "backend, set KERAS_BACKEND=tensorflow or drop it\n"
+    )
+
+
 def test_install_size_counts_each_file_once(tmp_path):
     script = load_script("benchmarks/install_size.py", "install_size")
     (tmp_path / "a").write_bytes(b"x" * 1000)
@@ -669,11 +683,18 @@ def test_install_size_names_the_largest_packages(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["tensorflow", "torch"])
-def test_sync_cost_measures_two_replicas(backend, subprocess_env):
+@pytest.mark.parametrize(
+    "backend,engine",
+    [
+        ("tensorflow", []),
+        ("tensorflow", ["--tf-strategy", "multi_worker"]),
+        ("torch", []),
+    ],
+)
+def test_sync_cost_measures_two_replicas(backend, engine, subprocess_env):
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed")
-    argv = [
+    argv = engine + [
         "--rounds",
         "2",
         "--steps",
@@ -691,13 +712,18 @@ def test_sync_cost_measures_two_replicas(backend, subprocess_env):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "2 replicas" in result.stdout or "2 processes" in result.stdout
+    setting = {
+        "tensorflow": "MirroredStrategy, 2 replicas",
+        "multi_worker": "MultiWorkerMirroredStrategy, 2 worker processes",
+        "torch": "DistributedDataParallel, 2 processes",
+    }
+    assert setting[engine[-1] if engine else backend] in result.stdout
     assert "global batch 8, 2 interleaved rounds of 1 steps" in result.stdout
     assert "ratio synchronized / per_replica: median" in result.stdout
     # Only the first process prints the figures.
     assert result.stdout.count("ratio synchronized") == 1
-    if backend == "torch":
-        assert "all_reduce of 201 floats" in result.stdout
+    assert "all_reduce of 201 floats" in result.stdout
+    assert "all_reduce of 785 floats" in result.stdout
 
 
 def test_overhead_prints_every_variant_and_ratio(capsys):

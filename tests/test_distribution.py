@@ -11,7 +11,6 @@ per backend runs each scenario once.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,6 +19,7 @@ import keras
 import numpy as np
 import pytest
 
+import runs
 from conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -178,16 +178,6 @@ def test_jax_data_parallel_matches_one_device(subprocess_env):
     assert result["True"] < 1e-5
 
 
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def run_processes(commands, tmp_path, timeout=300):
     """Runs `(argv, env)` processes together; stops them all in any case.
 
@@ -224,24 +214,9 @@ def test_multi_worker_mirrored_strategy_matches_one_device(
 ):
     env = {**subprocess_env, "KERAS_BACKEND": "tensorflow"}
     run_python(REFERENCE, env, str(tmp_path / "reference.npz"))
-    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
     script = [sys.executable, "-c", WORKER, str(tmp_path / "distributed.npz")]
     run_processes(
-        [
-            (
-                script,
-                {
-                    **env,
-                    "TF_CONFIG": json.dumps(
-                        {
-                            "cluster": {"worker": workers},
-                            "task": {"type": "worker", "index": index},
-                        }
-                    ),
-                },
-            )
-            for index in range(2)
-        ],
+        [(script, {**env, **worker}) for worker in runs.local_tf_workers(2)],
         tmp_path,
     )
     reference = np.load(tmp_path / "reference.npz")
@@ -329,15 +304,10 @@ def test_torch_ddp_matches_one_process(tmp_path, subprocess_env):
     env = {**subprocess_env, "KERAS_BACKEND": "torch"}
     script = [sys.executable, "-c", TORCH_DDP]
     run_processes([(script + [str(tmp_path / "one")], env)], tmp_path)
-    port = free_ports(1)[0]
-    group = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
     run_processes(
         [
-            (
-                script + [str(tmp_path / "ddp")],
-                {**env, **group, "RANK": str(rank), "WORLD_SIZE": "2"},
-            )
-            for rank in range(2)
+            (script + [str(tmp_path / "ddp")], {**env, **process})
+            for process in runs.local_torch_group(2)
         ],
         tmp_path,
     )
