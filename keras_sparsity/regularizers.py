@@ -1,5 +1,6 @@
 """The KL-divergence sparsity penalty of the sparse autoencoder."""
 
+import functools
 import math
 import numbers
 import re
@@ -25,6 +26,45 @@ _LOG1P_FLOOR = -1.0 + 2.0**-24
 # With beta <= _MAX_BETA the penalty, its gradient (at most
 # beta / _GRADIENT_FLOOR per unit) and Keras's scaled copy all fit float32.
 _MAX_BETA = 1e12
+
+
+class _TorchFunctions:
+    """The torch functions `keras.ops` runs for float32 tensors on PyTorch,
+    called directly on the penalty's hot path.
+
+    Eager PyTorch runs each operation on its own, and Keras's dispatch
+    around each (argument conversion, dtype promotion) costs more than the
+    arithmetic on the penalty's per-unit vectors: measured, 5% of the seed
+    autoencoder's training step (`benchmarks/overhead.py`, variant
+    `kl_keras_ops`). The formula is the same, written once below; only
+    these six calls skip Keras's dispatch, and give the same bits
+    (`tests/test_regularizers.py`).
+    """
+
+    def __init__(self):
+        import torch
+
+        self.log1p = torch.log1p
+        self.relu = torch.relu
+        self.clip = torch.clip
+        self.maximum = torch.clamp_min  # with a Python float, as used here
+        self.broadcast_to = torch.broadcast_to
+        self._sum = torch.sum
+
+    def sum(self, x, axis=None):
+        return self._sum(x) if axis is None else self._sum(x, dim=axis)
+
+
+@functools.cache
+def _torch_functions():
+    return _TorchFunctions()
+
+
+def _functions():
+    """`keras.ops`, or on PyTorch the torch functions it would call."""
+    if keras.backend.backend() == "torch":
+        return _torch_functions()
+    return ops
 
 
 def _keras_version(version):
@@ -200,7 +240,8 @@ def _feature_sums(x, axis):
             x = ops.moveaxis(x, axis, -1)
         flat = ops.reshape(x, (-1, x.shape[-1]))
         return ops.sum(ops.transpose(flat), axis=1)
-    return ops.sum(x, axis=tuple(i for i in range(len(x.shape)) if i != axis))
+    axes = tuple(i for i in range(len(x.shape)) if i != axis)
+    return _functions().sum(x, axis=axes)
 
 
 def _kl_terms(rho, one_minus_rho, q):
@@ -215,18 +256,19 @@ def _kl_terms(rho, one_minus_rho, q):
     and only then is it floored there, which changes the KL by less than
     that weight's share.
     """
+    f = _functions()
     difference = rho - q
     if rho <= 0.5:
         small = difference / q
         if rho < 2.0**-24:
-            small = ops.maximum(small, _LOG1P_FLOOR)
-        return rho * ops.log1p(small) + one_minus_rho * ops.log1p(
+            small = f.maximum(small, _LOG1P_FLOOR)
+        return rho * f.log1p(small) + one_minus_rho * f.log1p(
             difference / (q - 1.0)
         )
     small = difference / (q - 1.0)
     if one_minus_rho < 2.0**-24:
-        small = ops.maximum(small, _LOG1P_FLOOR)
-    return rho * ops.log1p(difference / q) + one_minus_rho * ops.log1p(small)
+        small = f.maximum(small, _LOG1P_FLOOR)
+    return rho * f.log1p(difference / q) + one_minus_rho * f.log1p(small)
 
 
 def _kl_gradient(rho, one_minus_rho, q):
@@ -234,7 +276,7 @@ def _kl_gradient(rho, one_minus_rho, q):
     at `q` clipped to `[_GRADIENT_FLOOR, _RHO_HAT_MAX]`: it does not vanish
     for a unit whose mean activation is tiny, as autodiff through the clip
     of the value would, so a silent unit is pushed back towards `rho`."""
-    q = ops.clip(q, _GRADIENT_FLOOR, _RHO_HAT_MAX)
+    q = _functions().clip(q, _GRADIENT_FLOOR, _RHO_HAT_MAX)
     return one_minus_rho / (1.0 - q) - rho / q
 
 
@@ -262,9 +304,10 @@ def _value_and_slope(x, mask, scale, rho, beta, value_range, axis, replicas):
     # accurate for `rho` near 1.
     one_minus_rho = float(np.float32(1.0 - rho))
     rho = float(np.float32(rho))
-    clipped = ops.clip(rho_hat, _RHO_HAT_MIN, _RHO_HAT_MAX)
+    f = _functions()
+    clipped = f.clip(rho_hat, _RHO_HAT_MIN, _RHO_HAT_MAX)
     # KL >= 0; relu drops float32 rounding below zero.
-    value = weight * ops.sum(ops.relu(_kl_terms(rho, one_minus_rho, clipped)))
+    value = weight * f.sum(f.relu(_kl_terms(rho, one_minus_rho, clipped)))
     width = 1.0 if value_range is None else value_range[1] - value_range[0]
     slope = _kl_gradient(rho, one_minus_rho, rho_hat) * (
         weight * replicas / count / width
@@ -278,7 +321,7 @@ def _broadcast(slope, x, axis, mask):
         shape = [1] * len(x.shape)
         shape[axis] = -1
         slope = ops.reshape(slope, shape)
-    gradient = ops.broadcast_to(
+    gradient = _functions().broadcast_to(
         slope, x.shape if None not in x.shape else ops.shape(x)
     )
     if mask is not None:

@@ -731,9 +731,15 @@ def test_overhead_prints_every_variant_and_ratio(capsys):
     argv = ["--rounds", "2", "--steps", "1", "--warmup", "1"]
     assert script.main(argv + ["--batch-size", "8"]) == 0
     out = capsys.readouterr().out
-    for variant in ("none", "l1", "kl", "sparse_dense"):
+    variants = ["none", "l1", "kl", "sparse_dense"]
+    ratios = list(script.RATIOS)
+    if keras.backend.backend() == "torch":
+        variants.append("kl_keras_ops")
+        ratios += script.TORCH_RATIOS
+    for variant in variants:
         assert f"\n{variant} " in out
-    for numerator, denominator in script.RATIOS:
+    assert ("kl_keras_ops" in out) == ("kl_keras_ops" in variants)
+    for numerator, denominator in ratios:
         assert f"ratio {numerator} / {denominator}: median" in out
     assert "2 interleaved rounds of 1 steps" in out
 

@@ -11,7 +11,7 @@ from hypothesis.extra import numpy as hnp
 from keras import ops
 
 import keras_sparsity
-from keras_sparsity import KLSparsityRegularizer
+from keras_sparsity import KLSparsityRegularizer, regularizers
 from keras_sparsity.regularizers import (
     _KERAS_DIVIDES_ACTIVITY_LOSS,
     _keras_version,
@@ -692,3 +692,31 @@ def test_mask_of_another_shape_is_refused(mask_shape):
         "Invalid shape for argument `mask`: expected exactly x.shape[:-1] = "
         f"(4, 5) (masks are not broadcast). Received: mask.shape={mask_shape}"
     )
+
+
+# --- PyTorch: the hot path calls torch directly, with keras.ops's results --
+
+TORCH_CASES = {
+    "sigmoid": (sigmoid_activations((64, 7), seed=18), 0.05, 3.0, -1),
+    "channels_first": (sigmoid_activations((4, 6, 3, 3), seed=19), 0.2, 1.0, 1),
+    "silent_and_saturated": (AWKWARD["mixed"], 0.05, 3.0, -1),
+    "rho_below_2**-24": (sigmoid_activations((16, 5), seed=20), 1e-9, 2.0, -1),
+    "rho_near_one": (sigmoid_activations((16, 5), seed=21), 1 - 1e-9, 2.0, -1),
+    "nan": (np.array([[0.1, np.nan], [0.3, 0.2]], "float32"), 0.05, 3.0, -1),
+}
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "torch",
+    reason="only PyTorch bypasses keras.ops (the others always use it)",
+)
+@pytest.mark.parametrize("case", sorted(TORCH_CASES))
+def test_torch_functions_give_the_bits_of_keras_ops(case, monkeypatch):
+    assert regularizers._functions() is not ops
+    x, rho, beta, axis = TORCH_CASES[case]
+    regularizer = KLSparsityRegularizer(rho, beta, axis=axis)
+    direct = (to_numpy(regularizer(x)), gradient(regularizer, x))
+    monkeypatch.setattr(regularizers, "_functions", lambda: ops)
+    through_keras = (to_numpy(regularizer(x)), gradient(regularizer, x))
+    for got, expected in zip(direct, through_keras):
+        np.testing.assert_array_equal(got, expected)
