@@ -34,8 +34,8 @@ class _TorchFunctions:
 
     Eager PyTorch runs each operation on its own, and Keras's dispatch
     around each (argument conversion, dtype promotion) costs more than the
-    arithmetic on the penalty's per-unit vectors: measured, 5% of the seed
-    autoencoder's training step (`benchmarks/overhead.py`, variant
+    arithmetic on the penalty's per-unit vectors: measured, 3.4% of the
+    seed autoencoder's training step (`benchmarks/overhead.py`, variant
     `kl_keras_ops`). The formula is the same, written once below; only
     these six calls skip Keras's dispatch, and give the same bits
     (`tests/test_regularizers.py`).
