@@ -1,7 +1,9 @@
 """What every script shares: its command line and its output folder.
 
 - `parser()` makes an `argparse` parser whose errors are one line
-  (`<script>: error: ...`) with exit status 2.
+  (`<script>: error: ...`) with exit status 2; `add_dataset_arguments`,
+  `add_seed_arguments`, `add_quick_arguments` (with `quick_defaults`) and
+  `add_output_arguments` define the flags the scripts have in common.
 - `Artifacts` owns an `--output-dir`: it refuses a folder that already holds
   results unless `--overwrite` is given, checks that it can write there
   before any work starts, writes every file under a temporary name and
@@ -11,7 +13,8 @@
 - `run(main)` turns a `DataError` or `RunError` into one line on stderr and
   exit status 2, never a traceback.
 - `launch_local_processes` starts the processes of a data-parallel example
-  on this machine and stops them all in any case.
+  on this machine and stops them all in any case; `local_torch_group` and
+  `local_tf_workers` give each its environment.
 """
 
 import argparse
