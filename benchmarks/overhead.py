@@ -15,10 +15,11 @@ the library is held to: kl / l1 <= 1.02 (1.03 on PyTorch) and
 sparse_dense <= kl. Runs on any backend (set KERAS_BACKEND). Timings need a
 quiet machine.
 
-On PyTorch a fifth variant shows what Keras's per-operation dispatch costs
-there, and why the penalty calls six torch functions directly:
+On PyTorch a fifth variant shows what the penalty's direct torch calls and
+cached float32 constants save there (see docs/design.md):
 
-  kl_keras_ops  kl with every operation of the penalty through keras.ops
+  kl_keras_ops  kl as the other backends run it: every operation of the
+                penalty through keras.ops, Python numbers as constants
 """
 
 import common  # noqa: F401, I001  (first: examples/ on sys.path, then quiet)
@@ -137,14 +138,15 @@ def _step(model, x, name):
 
 @contextlib.contextmanager
 def _through_keras_ops():
-    """The penalty with every operation through `keras.ops`: PyTorch's six
-    direct torch calls switched off (the library's own switch)."""
-    direct = regularizers._functions
+    """The penalty as TensorFlow and JAX run it: PyTorch's direct torch calls
+    and cached constants switched off (the library's own switches)."""
+    functions, scalar = regularizers._functions, regularizers._scalar
     regularizers._functions = lambda: ops
+    regularizers._scalar = lambda value: value
     try:
         yield
     finally:
-        regularizers._functions = direct
+        regularizers._functions, regularizers._scalar = functions, scalar
 
 
 if __name__ == "__main__":

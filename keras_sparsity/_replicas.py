@@ -1,7 +1,7 @@
 """Per-unit sums over the global batch under data-parallel training.
 
 Keras has no backend-neutral cross-replica reduction, so this module
-reaches for a backend directly (as only the penalty's six PyTorch calls in
+reaches for a backend directly (as only the penalty's direct PyTorch calls in
 `regularizers.py` also do), and only for the backend that is running:
 
 - TensorFlow: the replica context of a `tf.distribute` strategy

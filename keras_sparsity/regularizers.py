@@ -34,10 +34,9 @@ class _TorchFunctions:
 
     Eager PyTorch runs each operation on its own, and Keras's dispatch
     around each (argument conversion, dtype promotion) costs more than the
-    arithmetic on the penalty's per-unit vectors: measured, 3.4% of the
-    seed autoencoder's training step (`benchmarks/overhead.py`, variant
-    `kl_keras_ops`). The formula is the same, written once below; only
-    these six calls skip Keras's dispatch, and give the same bits
+    arithmetic on the penalty's per-unit vectors (`benchmarks/overhead.py`,
+    variant `kl_keras_ops`). The formula is the same, written once below;
+    only these seven calls skip Keras's dispatch, and give the same bits
     (`tests/test_regularizers.py`).
     """
 
@@ -47,7 +46,9 @@ class _TorchFunctions:
         self.log1p = torch.log1p
         self.relu = torch.relu
         self.clip = torch.clip
-        self.maximum = torch.clamp_min  # with a Python float, as used here
+        # With a Python float as the second argument, as used here.
+        self.maximum = torch.clamp_min
+        self.minimum = torch.clamp_max
         self.broadcast_to = torch.broadcast_to
         self._sum = torch.sum
 
@@ -65,6 +66,32 @@ def _functions():
     if keras.backend.backend() == "torch":
         return _torch_functions()
     return ops
+
+
+def _scalar(value):
+    """A constant of the formula, as the operations on PyTorch take it best.
+
+    A Python number on TensorFlow and JAX, which fold it into the compiled
+    step; on PyTorch, a float32 tensor of rank 0, made once and cached: an
+    operation with a Python number converts it to a tensor every time (about
+    twice the cost of the operation on a vector of a few hundred floats),
+    and `number / tensor` runs as two operations. Tensors pass through.
+    """
+    if type(value) in (float, int) and keras.backend.backend() == "torch":
+        return _torch_scalar(float(value))
+    return value
+
+
+@functools.lru_cache(maxsize=1024)
+def _torch_scalar(value):
+    import torch
+
+    return torch.tensor(value, dtype=torch.float32)
+
+
+@functools.lru_cache(maxsize=64)
+def _is_float32(dtype):
+    return keras.backend.standardize_dtype(dtype) == "float32"
 
 
 def _keras_version(version):
@@ -207,7 +234,7 @@ def _check_inputs(x, axis, mask):
 def _sums_and_count(x, axis, value_range, mask):
     """Per-feature sums of the activations mapped onto (0, 1), in float32,
     and the number of positions they cover (a Python int when static)."""
-    if keras.backend.standardize_dtype(x.dtype) != "float32":
+    if not _is_float32(x.dtype):
         x = ops.cast(x, "float32")
     if value_range is not None:
         # Mapped before summing: a sum of raw values could overflow a wide
@@ -244,40 +271,45 @@ def _feature_sums(x, axis):
     return _functions().sum(x, axis=axes)
 
 
-def _kl_terms(rho, one_minus_rho, q):
-    """`KL(rho || q)` per unit, accurate in float32 for every `rho` and `q`.
+def _kl_and_slope(rho, one_minus_rho, q):
+    """`KL(rho || q)` per unit and its derivative `d KL / d q`, accurate in
+    float32 for every `rho` and every `q` in (0, 1), from two shared ratios:
 
-    `rho * log(rho / q) + (1 - rho) * log((1 - rho) / (1 - q))`, written as
-    `log1p((rho - q) / ...)` so that neither term rounds a ratio near 1: a
-    unit whose `q` equals `rho` adds exactly 0, and one near `rho` adds its
-    small KL with a small error. Where the weight of a term is below 1/2,
-    its argument cannot come near -1. The other term's argument stays above
-    -1 + 2**-24 for any `q` in (0, 1) unless its own weight is below 2**-24,
-    and only then is it floored there, which changes the KL by less than
-    that weight's share.
+    - `over_q = (rho - q) / q`, which is `rho / q - 1`, and
+    - `over_rest = (rho - q) / (q - 1)`, which is `(1 - rho) / (1 - q) - 1`.
+
+    The KL, `rho * log(rho / q) + (1 - rho) * log((1 - rho) / (1 - q))`, is
+    `rho * log1p(over_q) + (1 - rho) * log1p(over_rest)`: neither term rounds
+    a ratio near 1, so a unit whose `q` equals `rho` adds exactly 0, and one
+    near `rho` adds its small KL with a small error. Where the weight of a
+    term is below 1/2, its argument cannot come near -1. The other term's
+    argument stays above -1 + 2**-24 for any `q` in (0, 1) unless its own
+    weight is below 2**-24, and only then is it floored there, which changes
+    the KL by less than that weight's share.
+
+    The derivative, `-rho / q + (1 - rho) / (1 - q)`, is `over_rest -
+    over_q`: the two have opposite signs, so it does not cancel near
+    `q = rho` either. `over_q` is capped at its value at `q =
+    _GRADIENT_FLOOR`, which makes the derivative the formula's at `q`
+    clipped to `[_GRADIENT_FLOOR, 1)`: it does not vanish for a unit whose
+    mean activation is tiny, as autodiff through the clip of the value
+    would, so a silent unit is pushed back towards `rho`.
     """
     f = _functions()
-    difference = rho - q
+    difference = _scalar(rho) - q
+    over_q = difference / q
+    over_rest = difference / (q - _scalar(1.0))
+    log_over_q, log_over_rest = over_q, over_rest
     if rho <= 0.5:
-        small = difference / q
         if rho < 2.0**-24:
-            small = f.maximum(small, _LOG1P_FLOOR)
-        return rho * f.log1p(small) + one_minus_rho * f.log1p(
-            difference / (q - 1.0)
-        )
-    small = difference / (q - 1.0)
-    if one_minus_rho < 2.0**-24:
-        small = f.maximum(small, _LOG1P_FLOOR)
-    return rho * f.log1p(difference / q) + one_minus_rho * f.log1p(small)
-
-
-def _kl_gradient(rho, one_minus_rho, q):
-    """`d KL(rho || q) / d q = -rho / q + (1 - rho) / (1 - q)`, the formula's,
-    at `q` clipped to `[_GRADIENT_FLOOR, _RHO_HAT_MAX]`: it does not vanish
-    for a unit whose mean activation is tiny, as autodiff through the clip
-    of the value would, so a silent unit is pushed back towards `rho`."""
-    q = _functions().clip(q, _GRADIENT_FLOOR, _RHO_HAT_MAX)
-    return one_minus_rho / (1.0 - q) - rho / q
+            log_over_q = f.maximum(over_q, _LOG1P_FLOOR)
+    elif one_minus_rho < 2.0**-24:
+        log_over_rest = f.maximum(over_rest, _LOG1P_FLOOR)
+    kl = _scalar(rho) * f.log1p(log_over_q) + _scalar(one_minus_rho) * f.log1p(
+        log_over_rest
+    )
+    cap = float(np.float32((rho - _GRADIENT_FLOOR) / _GRADIENT_FLOOR))
+    return kl, over_rest - f.minimum(over_q, cap)
 
 
 def _value_and_slope(x, mask, scale, rho, beta, value_range, axis, replicas):
@@ -299,20 +331,18 @@ def _value_and_slope(x, mask, scale, rho, beta, value_range, axis, replicas):
     else:
         weight = ops.where(count > 0, weight, 0.0)
         count = ops.maximum(count, 1.0)
-    rho_hat = sums / count
+    rho_hat = sums / _scalar(count)
     # Float32 constants; `1 - rho` comes from the float64 `rho`, so it stays
     # accurate for `rho` near 1.
     one_minus_rho = float(np.float32(1.0 - rho))
     rho = float(np.float32(rho))
     f = _functions()
     clipped = f.clip(rho_hat, _RHO_HAT_MIN, _RHO_HAT_MAX)
+    kl, slope = _kl_and_slope(rho, one_minus_rho, clipped)
     # KL >= 0; relu drops float32 rounding below zero.
-    value = weight * f.sum(f.relu(_kl_terms(rho, one_minus_rho, clipped)))
+    value = _scalar(weight) * f.sum(f.relu(kl))
     width = 1.0 if value_range is None else value_range[1] - value_range[0]
-    slope = _kl_gradient(rho, one_minus_rho, rho_hat) * (
-        weight * replicas / count / width
-    )
-    return value, slope
+    return value, slope * _scalar(weight * replicas / count / width)
 
 
 def _broadcast(slope, x, axis, mask):
@@ -326,7 +356,7 @@ def _broadcast(slope, x, axis, mask):
     )
     if mask is not None:
         gradient = gradient * ops.expand_dims(mask, -1)
-    if keras.backend.standardize_dtype(x.dtype) != "float32":
+    if not _is_float32(x.dtype):
         gradient = ops.cast(gradient, x.dtype)
     return gradient
 

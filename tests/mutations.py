@@ -25,8 +25,8 @@ MISTAKES = [
     (
         "penalty gradient cut (value unchanged)",
         "keras_sparsity/regularizers.py",
-        "    slope = _kl_gradient(rho, one_minus_rho, rho_hat) * (",
-        "    slope = 0.0 * _kl_gradient(rho, one_minus_rho, rho_hat) * (",
+        "    return value, slope * _scalar(weight * replicas / count / width)",
+        "    return value, 0.0 * slope",
         "tests/test_regularizers.py",
     ),
     (
@@ -69,9 +69,15 @@ MISTAKES = [
     (
         "gradient clipped where the value is (dead units stay dead)",
         "keras_sparsity/regularizers.py",
-        "    return one_minus_rho / (1.0 - q) - rho / q",
-        "    return (one_minus_rho / (1.0 - q) - rho / q) * ops.cast(\n"
-        '        q > 1e-7, "float32")',
+        "    return kl, over_rest - f.minimum(over_q, cap)",
+        '    return kl, (over_rest - over_q) * ops.cast(q > 1e-7, "float32")',
+        "tests/test_regularizers.py",
+    ),
+    (
+        "gradient without its floor (infinite for a silent unit)",
+        "keras_sparsity/regularizers.py",
+        "    return kl, over_rest - f.minimum(over_q, cap)",
+        "    return kl, over_rest - over_q",
         "tests/test_regularizers.py",
     ),
     (

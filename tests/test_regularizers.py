@@ -103,6 +103,20 @@ def test_gradient_matches_closed_form(shape, rho, beta):
     )
 
 
+@pytest.mark.parametrize("rho", [0.25, 0.75])
+def test_gradient_near_the_target_does_not_cancel(rho):
+    # Each unit's mean lies a few float32 steps from rho (exact in float32,
+    # like rho): the gradient is tiny there. Written as the difference of
+    # -rho / q and (1 - rho) / (1 - q), two numbers near 1, it would keep
+    # only a few correct digits.
+    steps = np.array([2.0**-22, -(2.0**-21), 2.0**-16, -(2.0**-12)])
+    x = np.tile(rho + steps, (4, 1)).astype("float32")
+    got = gradient(KLSparsityRegularizer(rho, 2.0).penalty, x)
+    np.testing.assert_allclose(
+        got, kl_gradient_reference(x, rho, 2.0), rtol=2e-6
+    )
+
+
 def test_gradient_with_value_range_follows_the_chain_rule():
     x = sigmoid_activations((6, 4), seed=8) * 2.0 - 1.0
     regularizer = KLSparsityRegularizer(0.1, 2.0, value_range=(-1, 1))
