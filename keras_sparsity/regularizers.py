@@ -296,7 +296,8 @@ def _kl_and_slope(rho, one_minus_rho, q):
     would, so a silent unit is pushed back towards `rho`.
     """
     f = _functions()
-    difference = _scalar(rho) - q
+    rho_scalar = _scalar(rho)
+    difference = rho_scalar - q
     over_q = difference / q
     over_rest = difference / (q - _scalar(1.0))
     log_over_q, log_over_rest = over_q, over_rest
@@ -305,7 +306,7 @@ def _kl_and_slope(rho, one_minus_rho, q):
             log_over_q = f.maximum(over_q, _LOG1P_FLOOR)
     elif one_minus_rho < 2.0**-24:
         log_over_rest = f.maximum(over_rest, _LOG1P_FLOOR)
-    kl = _scalar(rho) * f.log1p(log_over_q) + _scalar(one_minus_rho) * f.log1p(
+    kl = rho_scalar * f.log1p(log_over_q) + _scalar(one_minus_rho) * f.log1p(
         log_over_rest
     )
     cap = float(np.float32((rho - _GRADIENT_FLOOR) / _GRADIENT_FLOOR))
