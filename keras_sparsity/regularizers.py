@@ -36,8 +36,8 @@ class _TorchFunctions:
     around each (argument conversion, dtype promotion) costs more than the
     arithmetic on the penalty's per-unit vectors (`benchmarks/overhead.py`,
     variant `kl_keras_ops`). The formula is the same, written once below;
-    only these seven calls skip Keras's dispatch, and give the same bits
-    (`tests/test_regularizers.py`).
+    only these seven calls and the custom gradient skip Keras, and give the
+    same bits (`tests/test_regularizers.py`).
     """
 
     def __init__(self):
@@ -54,6 +54,36 @@ class _TorchFunctions:
 
     def sum(self, x, axis=None):
         return self._sum(x) if axis is None else self._sum(x, dim=axis)
+
+    @staticmethod
+    def custom_gradient(function):
+        """`ops.custom_gradient(function)`, for a `function` whose gradient
+        function takes `upstream` alone and holds what it needs.
+
+        Keras's also saves every input for the backward pass and accepts
+        keyword arguments and other returns; the penalty uses none of that.
+        """
+        return functools.partial(_torch_custom_gradient().apply, function)
+
+
+@functools.cache
+def _torch_custom_gradient():
+    import torch
+
+    class CustomGradient(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, function, *args):
+            value, ctx.gradient = function(*args)
+            return value
+
+        @staticmethod
+        def backward(ctx, upstream):
+            gradients = ctx.gradient(upstream)
+            if not isinstance(gradients, tuple):
+                gradients = (gradients,)
+            return (None, *gradients)
+
+    return CustomGradient
 
 
 @functools.cache
@@ -271,46 +301,71 @@ def _feature_sums(x, axis):
     return _functions().sum(x, axis=axes)
 
 
-def _kl_and_slope(rho, one_minus_rho, q):
-    """`KL(rho || q)` per unit and its derivative `d KL / d q`, accurate in
-    float32 for every `rho` and every `q` in (0, 1), from two shared ratios:
-
-    - `over_q = (rho - q) / q`, which is `rho / q - 1`, and
-    - `over_rest = (rho - q) / (q - 1)`, which is `(1 - rho) / (1 - q) - 1`.
-
-    The KL, `rho * log(rho / q) + (1 - rho) * log((1 - rho) / (1 - q))`, is
-    `rho * log1p(over_q) + (1 - rho) * log1p(over_rest)`: neither term rounds
-    a ratio near 1, so a unit whose `q` equals `rho` adds exactly 0, and one
-    near `rho` adds its small KL with a small error. Where the weight of a
-    term is below 1/2, its argument cannot come near -1. The other term's
-    argument stays above -1 + 2**-24 for any `q` in (0, 1) unless its own
-    weight is below 2**-24, and only then is it floored there, which changes
-    the KL by less than that weight's share.
-
-    The derivative, `-rho / q + (1 - rho) / (1 - q)`, is `over_rest -
-    over_q`: the two have opposite signs, so it does not cancel near
-    `q = rho` either. `over_q` is capped at its value at `q =
-    _GRADIENT_FLOOR`, which makes the derivative the formula's at `q`
-    clipped to `[_GRADIENT_FLOOR, 1)`: it does not vanish for a unit whose
-    mean activation is tiny, as autodiff through the clip of the value
-    would, so a silent unit is pushed back towards `rho`.
+class _Formula:
+    """The KL of one `rho` and its derivative, with the constants worked out
+    once: float32 `rho` and `1 - rho` (from the float64 `rho`, so accurate
+    for `rho` near 1), the derivative's cap, and which `log1p` argument needs
+    its floor, as the operations of `functions` and `scalar` take them.
     """
-    f = _functions()
-    rho_scalar = _scalar(rho)
-    difference = rho_scalar - q
-    over_q = difference / q
-    over_rest = difference / (q - _scalar(1.0))
-    log_over_q, log_over_rest = over_q, over_rest
-    if rho <= 0.5:
-        if rho < 2.0**-24:
+
+    def __init__(self, rho, functions, scalar):
+        self.functions, self.scalar = functions, scalar
+        self.one_minus_rho = float(np.float32(1.0 - rho))
+        self.rho = float(np.float32(rho))
+        # `over_q` at q = _GRADIENT_FLOOR.
+        self.cap = float(
+            np.float32((self.rho - _GRADIENT_FLOOR) / _GRADIENT_FLOOR)
+        )
+        self.floor_over_q = self.rho < 2.0**-24
+        self.floor_over_rest = self.rho > 0.5 and self.one_minus_rho < 2.0**-24
+        self.rho_constant = scalar(self.rho)
+        self.one_minus_rho_constant = scalar(self.one_minus_rho)
+        self.one = scalar(1.0)
+
+    def kl_and_slope(self, q):
+        """`KL(rho || q)` per unit and its derivative `d KL / d q`, accurate
+        in float32 for every `rho` and every `q` in (0, 1), from two shared
+        ratios:
+
+        - `over_q = (rho - q) / q`, which is `rho / q - 1`, and
+        - `over_rest = (rho - q) / (q - 1)`, which is `(1 - rho) / (1 - q) -
+          1`.
+
+        The KL, `rho * log(rho / q) + (1 - rho) * log((1 - rho) / (1 - q))`,
+        is `rho * log1p(over_q) + (1 - rho) * log1p(over_rest)`: neither term
+        rounds a ratio near 1, so a unit whose `q` equals `rho` adds exactly
+        0, and one near `rho` adds its small KL with a small error. Where the
+        weight of a term is below 1/2, its argument cannot come near -1. The
+        other term's argument stays above -1 + 2**-24 for any `q` in (0, 1)
+        unless its own weight is below 2**-24, and only then is it floored
+        there, which changes the KL by less than that weight's share.
+
+        The derivative, `-rho / q + (1 - rho) / (1 - q)`, is `over_rest -
+        over_q`: the two have opposite signs, so it does not cancel near
+        `q = rho` either. `over_q` is capped at its value at `q =
+        _GRADIENT_FLOOR`, which makes the derivative the formula's at `q`
+        clipped to `[_GRADIENT_FLOOR, 1)`: it does not vanish for a unit
+        whose mean activation is tiny, as autodiff through the clip of the
+        value would, so a silent unit is pushed back towards `rho`.
+        """
+        f = self.functions
+        difference = self.rho_constant - q
+        over_q = difference / q
+        over_rest = difference / (q - self.one)
+        log_over_q, log_over_rest = over_q, over_rest
+        if self.floor_over_q:
             log_over_q = f.maximum(over_q, _LOG1P_FLOOR)
-    elif one_minus_rho < 2.0**-24:
-        log_over_rest = f.maximum(over_rest, _LOG1P_FLOOR)
-    kl = rho_scalar * f.log1p(log_over_q) + _scalar(one_minus_rho) * f.log1p(
-        log_over_rest
-    )
-    cap = float(np.float32((rho - _GRADIENT_FLOOR) / _GRADIENT_FLOOR))
-    return kl, over_rest - f.minimum(over_q, cap)
+        elif self.floor_over_rest:
+            log_over_rest = f.maximum(over_rest, _LOG1P_FLOOR)
+        kl = self.rho_constant * f.log1p(
+            log_over_q
+        ) + self.one_minus_rho_constant * f.log1p(log_over_rest)
+        return kl, over_rest - f.minimum(over_q, self.cap)
+
+
+@functools.lru_cache(maxsize=256)
+def _formula(rho, functions, scalar):
+    return _Formula(rho, functions, scalar)
 
 
 def _value_and_slope(x, mask, scale, rho, beta, value_range, axis, replicas):
@@ -332,18 +387,17 @@ def _value_and_slope(x, mask, scale, rho, beta, value_range, axis, replicas):
     else:
         weight = ops.where(count > 0, weight, 0.0)
         count = ops.maximum(count, 1.0)
-    rho_hat = sums / _scalar(count)
-    # Float32 constants; `1 - rho` comes from the float64 `rho`, so it stays
-    # accurate for `rho` near 1.
-    one_minus_rho = float(np.float32(1.0 - rho))
-    rho = float(np.float32(rho))
-    f = _functions()
+    # Looked up on each call, so that what `_functions` and `_scalar` give
+    # decides (the tests and `benchmarks/overhead.py` switch them).
+    formula = _formula(rho, _functions(), _scalar)
+    f, scalar = formula.functions, formula.scalar
+    rho_hat = sums / scalar(count)
     clipped = f.clip(rho_hat, _RHO_HAT_MIN, _RHO_HAT_MAX)
-    kl, slope = _kl_and_slope(rho, one_minus_rho, clipped)
+    kl, slope = formula.kl_and_slope(clipped)
     # KL >= 0; relu drops float32 rounding below zero.
-    value = _scalar(weight) * f.sum(f.relu(kl))
+    value = scalar(weight) * f.sum(f.relu(kl))
     width = 1.0 if value_range is None else value_range[1] - value_range[0]
-    return value, slope * _scalar(weight * replicas / count / width)
+    return value, slope * scalar(weight * replicas / count / width)
 
 
 def _broadcast(slope, x, axis, mask):
@@ -518,9 +572,10 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
         replicas = _replicas.current() if self.cross_replica else (1, None)
         arguments = (self.rho, self.beta, self.value_range, axis, replicas)
 
+        custom_gradient = _functions().custom_gradient
         if mask is None:
 
-            @ops.custom_gradient
+            @custom_gradient
             def penalty(x):
                 value, slope = _value_and_slope(x, None, scale, *arguments)
 
@@ -533,7 +588,7 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
 
             return penalty(x)
 
-        @ops.custom_gradient
+        @custom_gradient
         def masked_penalty(x, mask):
             value, slope = _value_and_slope(x, mask, scale, *arguments)
 

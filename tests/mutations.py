@@ -25,14 +25,14 @@ MISTAKES = [
     (
         "penalty gradient cut (value unchanged)",
         "keras_sparsity/regularizers.py",
-        "    return value, slope * _scalar(weight * replicas / count / width)",
+        "    return value, slope * scalar(weight * replicas / count / width)",
         "    return value, 0.0 * slope",
         "tests/test_regularizers.py",
     ),
     (
         "rho_hat as one scalar over the whole matrix",
         "keras_sparsity/regularizers.py",
-        "    rho_hat = sums / count\n",
+        "    rho_hat = sums / scalar(count)\n",
         "    rho_hat = ops.mean(sums) / count + 0.0 * sums\n",
         "tests/test_regularizers.py",
     ),
@@ -69,15 +69,30 @@ MISTAKES = [
     (
         "gradient clipped where the value is (dead units stay dead)",
         "keras_sparsity/regularizers.py",
-        "    return kl, over_rest - f.minimum(over_q, cap)",
-        '    return kl, (over_rest - over_q) * ops.cast(q > 1e-7, "float32")',
+        "        return kl, over_rest - f.minimum(over_q, self.cap)",
+        "        return kl, (over_rest - over_q)"
+        ' * ops.cast(q > 1e-7, "float32")',
         "tests/test_regularizers.py",
     ),
     (
         "gradient without its floor (infinite for a silent unit)",
         "keras_sparsity/regularizers.py",
-        "    return kl, over_rest - f.minimum(over_q, cap)",
-        "    return kl, over_rest - over_q",
+        "        return kl, over_rest - f.minimum(over_q, self.cap)",
+        "        return kl, over_rest - over_q",
+        "tests/test_regularizers.py",
+    ),
+    (
+        "gradient on PyTorch ignoring the upstream gradient",
+        "keras_sparsity/regularizers.py",
+        "            gradients = ctx.gradient(upstream)",
+        "            gradients = ctx.gradient(upstream * 0.0 + 1.0)",
+        "tests/test_regularizers.py",
+    ),
+    (
+        "gradient on PyTorch dropping the mask's place",
+        "keras_sparsity/regularizers.py",
+        "            return (None, *gradients)",
+        "            return (None, gradients[0])",
         "tests/test_regularizers.py",
     ),
     (

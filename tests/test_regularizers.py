@@ -103,6 +103,28 @@ def test_gradient_matches_closed_form(shape, rho, beta):
     )
 
 
+def test_gradient_scales_with_the_upstream_gradient():
+    # Inside a loss the penalty's gradient arrives multiplied (by Keras's
+    # 1 / batch size, by a loss weight): the chain rule must carry it.
+    x = sigmoid_activations((9, 4), seed=22)
+    regularizer = KLSparsityRegularizer(0.05, 3.0)
+    got = gradient(lambda v: 0.37 * regularizer.penalty(v), x)
+    np.testing.assert_allclose(
+        got, 0.37 * kl_gradient_reference(x, 0.05, 3.0), rtol=1e-4
+    )
+
+
+def test_masked_gradient_is_the_formula_on_kept_positions_and_zero_elsewhere():
+    x = sigmoid_activations((3, 4, 5), seed=23)
+    mask = np.array([[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]], dtype=bool)
+    regularizer = KLSparsityRegularizer(0.05, 3.0)
+    got = gradient(lambda v: 0.5 * regularizer.penalty(v, mask=mask), x)
+    kept = x[mask].astype(np.float64)  # (7, 5): the positions rho_hat covers
+    expected = np.zeros(x.shape)
+    expected[mask] = 0.5 * kl_gradient_reference(kept, 0.05, 3.0)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-12)
+
+
 @pytest.mark.parametrize("rho", [0.25, 0.75])
 def test_gradient_near_the_target_does_not_cancel(rho):
     # Each unit's mean lies a few float32 steps from rho (exact in float32,
