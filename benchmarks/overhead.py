@@ -15,11 +15,13 @@ the library is held to: kl / l1 <= 1.02 (1.03 on PyTorch) and
 sparse_dense <= kl. Runs on any backend (set KERAS_BACKEND). Timings need a
 quiet machine.
 
-On PyTorch a fifth variant shows what the penalty's direct torch calls and
-cached float32 constants save there (see docs/design.md):
+On PyTorch a fifth variant shows what the penalty's direct torch calls,
+own custom gradient and cached float32 constants save there (see
+docs/design.md):
 
   kl_keras_ops  kl as the other backends run it: every operation of the
-                penalty through keras.ops, Python numbers as constants
+                penalty and its custom gradient through keras.ops, Python
+                numbers as constants
 """
 
 import common  # noqa: F401, I001  (first: examples/ on sys.path, then quiet)
