@@ -310,16 +310,14 @@ class _Formula:
 
     def __init__(self, rho, functions, scalar):
         self.functions, self.scalar = functions, scalar
-        self.one_minus_rho = float(np.float32(1.0 - rho))
-        self.rho = float(np.float32(rho))
+        one_minus_rho = float(np.float32(1.0 - rho))
+        rho = float(np.float32(rho))
         # `over_q` at q = _GRADIENT_FLOOR.
-        self.cap = float(
-            np.float32((self.rho - _GRADIENT_FLOOR) / _GRADIENT_FLOOR)
-        )
-        self.floor_over_q = self.rho < 2.0**-24
-        self.floor_over_rest = self.rho > 0.5 and self.one_minus_rho < 2.0**-24
-        self.rho_constant = scalar(self.rho)
-        self.one_minus_rho_constant = scalar(self.one_minus_rho)
+        self.cap = float(np.float32((rho - _GRADIENT_FLOOR) / _GRADIENT_FLOOR))
+        self.floor_over_q = rho < 2.0**-24
+        self.floor_over_rest = rho > 0.5 and one_minus_rho < 2.0**-24
+        self.rho_constant = scalar(rho)
+        self.one_minus_rho_constant = scalar(one_minus_rho)
         self.one = scalar(1.0)
 
     def kl_and_slope(self, q):
