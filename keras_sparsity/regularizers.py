@@ -398,19 +398,27 @@ def _value_and_slope(x, mask, scale, rho, beta, value_range, axis, replicas):
     return value, slope * scalar(weight * replicas / count / width)
 
 
-def _broadcast(slope, x, axis, mask):
-    """The gradient with respect to `x` from one slope per feature."""
-    if axis != len(x.shape) - 1:
-        shape = [1] * len(x.shape)
-        shape[axis] = -1
-        slope = ops.reshape(slope, shape)
-    gradient = _functions().broadcast_to(
-        slope, x.shape if None not in x.shape else ops.shape(x)
-    )
+def _shape_and_dtype(x):
+    """What the gradient needs of `x`: its shape (static where known) and
+    dtype. Held instead of `x`, so that the backward pass keeps no
+    activations alive (on eager PyTorch, until the step's graph is freed)."""
+    return (x.shape if None not in x.shape else ops.shape(x)), x.dtype
+
+
+def _broadcast(slope, shape_and_dtype, axis, mask):
+    """The gradient with respect to `x` from one slope per feature, given
+    `_shape_and_dtype(x)`."""
+    shape, dtype = shape_and_dtype
+    rank = len(shape)
+    if axis != rank - 1:
+        slope_shape = [1] * rank
+        slope_shape[axis] = -1
+        slope = ops.reshape(slope, slope_shape)
+    gradient = _functions().broadcast_to(slope, shape)
     if mask is not None:
         gradient = gradient * ops.expand_dims(mask, -1)
-    if not _is_float32(x.dtype):
-        gradient = ops.cast(gradient, x.dtype)
+    if not _is_float32(dtype):
+        gradient = ops.cast(gradient, dtype)
     return gradient
 
 
@@ -576,11 +584,14 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
             @custom_gradient
             def penalty(x):
                 value, slope = _value_and_slope(x, None, scale, *arguments)
+                shape_and_dtype = _shape_and_dtype(x)
 
                 def grad(*args, upstream=None):
                     if upstream is None:
                         (upstream,) = args
-                    return _broadcast(slope * upstream, x, axis, None)
+                    return _broadcast(
+                        slope * upstream, shape_and_dtype, axis, None
+                    )
 
                 return value, grad
 
@@ -589,11 +600,14 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
         @custom_gradient
         def masked_penalty(x, mask):
             value, slope = _value_and_slope(x, mask, scale, *arguments)
+            shape_and_dtype = _shape_and_dtype(x)
 
             def grad(*args, upstream=None):
                 if upstream is None:
                     (upstream,) = args
-                gradient = _broadcast(slope * upstream, x, axis, mask)
+                gradient = _broadcast(
+                    slope * upstream, shape_and_dtype, axis, mask
+                )
                 return gradient, ops.zeros_like(mask)
 
             return value, grad

@@ -96,6 +96,14 @@ MISTAKES = [
         "tests/test_regularizers.py",
     ),
     (
+        "gradient function holding the activations",
+        "keras_sparsity/regularizers.py",
+        "                        slope * upstream, shape_and_dtype, axis, None",
+        "                        slope * upstream, _shape_and_dtype(x), axis, "
+        "None",
+        "tests/test_regularizers.py",
+    ),
+    (
         "plain float32 sum on TensorFlow",
         "keras_sparsity/regularizers.py",
         "        return ops.sum(ops.transpose(flat), axis=1)",

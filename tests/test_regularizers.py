@@ -756,3 +756,40 @@ def test_torch_functions_give_the_bits_of_keras_ops(case, monkeypatch):
     through_keras = (to_numpy(regularizer(x)), gradient(regularizer, x))
     for got, expected in zip(direct, through_keras):
         np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "torch",
+    reason="on TensorFlow and JAX the activations live as long as the tape "
+    "or the compiled step keeps them, whatever the penalty holds",
+)
+@pytest.mark.parametrize("masked", [False, True])
+def test_the_penalty_graph_keeps_no_activations_alive(masked):
+    # The gradient needs the activations' shape and dtype, not their values:
+    # a gradient function holding the activations would keep each penalized
+    # layer's output alive until the step's whole graph is freed.
+    import gc
+    import weakref
+
+    import torch
+
+    inputs = torch.tensor(
+        sigmoid_activations((6, 4, 3), seed=24), requires_grad=True
+    )
+    mask = np.array([[1, 1, 0, 0]] * 3 + [[1, 1, 1, 1]] * 3, dtype=bool)
+    regularizer = KLSparsityRegularizer(0.05, 3.0)
+    activations = inputs * 1.0  # not a leaf: only its users hold it
+    penalty = regularizer.penalty(activations, mask=mask if masked else None)
+    alive = weakref.ref(activations)
+    del activations
+    gc.collect()
+    assert alive() is None
+    penalty.backward()
+    kept = inputs.detach().numpy()
+    kept = kept[mask] if masked else kept.reshape(-1, 3)
+    expected = np.zeros((6, 4, 3))
+    if masked:
+        expected[mask] = kl_gradient_reference(kept, 0.05, 3.0)
+    else:
+        expected = kl_gradient_reference(kept, 0.05, 3.0).reshape(6, 4, 3)
+    np.testing.assert_allclose(inputs.grad.numpy(), expected, rtol=1e-4)
