@@ -1,6 +1,6 @@
 """Correct, serializable KL sparsity for Keras 3 sparse autoencoders."""
 
-from keras_sparsity.callbacks import SparsityMonitor
+from keras_sparsity.callbacks import BetaWarmup, SparsityMonitor
 from keras_sparsity.layers import SparseDense
 from keras_sparsity.plotting import (
     plot_filters,
@@ -14,6 +14,7 @@ __version__ = "0.2.0.dev0"
 
 __all__ = [
     "ACTIVE_THRESHOLD",
+    "BetaWarmup",
     "KLSparsityRegularizer",
     "SparseDense",
     "SparsityMonitor",

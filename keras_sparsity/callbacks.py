@@ -1,4 +1,5 @@
-"""A callback that records the sparsity of watched layers every epoch."""
+"""Callbacks: the sparsity of watched layers every epoch, and a warm-up of
+`beta`."""
 
 import math
 import numbers
@@ -6,7 +7,9 @@ import numbers
 import keras
 import numpy as np
 
-from keras_sparsity.regularizers import KLSparsityRegularizer, _check_rho
+from keras_sparsity import _checks
+from keras_sparsity.layers import SparseDense
+from keras_sparsity.regularizers import KLSparsityRegularizer
 from keras_sparsity.statistics import ACTIVE_THRESHOLD, sparsity_statistics
 
 _LOGGED = ("mean_activation", "kl_penalty", "dead_fraction", "active_fraction")
@@ -27,6 +30,53 @@ def _penalty_of(layer, rho):
     if isinstance(layer.activity_regularizer, KLSparsityRegularizer):
         return layer.activity_regularizer, False
     return KLSparsityRegularizer(rho=rho, beta=1.0), False
+
+
+def _check_layers(layers):
+    """`layers` (a layer, a name, or a list of them) as a list."""
+    if isinstance(layers, (str, keras.layers.Layer)):
+        layers = [layers]
+    if not isinstance(layers, (list, tuple)):
+        raise TypeError(
+            "Invalid type for argument `layers`: expected layers or "
+            f"layer names. Received: layers={layers!r}"
+        )
+    if not layers:
+        raise ValueError(
+            "Invalid value for argument `layers`: expected a layer or "
+            "layer name, or a non-empty list of them. "
+            f"Received: layers={layers!r}"
+        )
+    for layer in layers:
+        if not isinstance(layer, (str, keras.layers.Layer)):
+            raise TypeError(
+                "Invalid type for argument `layers`: expected layers or "
+                f"layer names. Received: {layer!r} (of type "
+                f"{type(layer).__name__})"
+            )
+    return list(layers)
+
+
+def _resolve(model, layers, callback):
+    """The layers of `model` that `layers` (layers or names) stand for."""
+    resolved = []
+    for layer in layers:
+        owner = type(callback).__name__
+        if isinstance(layer, str):
+            names = [candidate.name for candidate in model.layers]
+            if layer not in names:
+                raise ValueError(
+                    f"{owner}: the model has no layer named {layer!r}. "
+                    f"Its layers are {names}."
+                )
+            layer = model.get_layer(layer)
+        elif not any(layer is candidate for candidate in model.layers):
+            raise ValueError(
+                f"{owner}: layer {layer.name!r} is not a layer of the "
+                "model being trained."
+            )
+        resolved.append(layer)
+    return resolved
 
 
 def _inputs(model):
@@ -105,26 +155,7 @@ class SparsityMonitor(keras.callbacks.Callback):
         rho=0.05,
     ):
         super().__init__()
-        if isinstance(layers, (str, keras.layers.Layer)):
-            layers = [layers]
-        if not isinstance(layers, (list, tuple)):
-            raise TypeError(
-                "Invalid type for argument `layers`: expected layers or "
-                f"layer names. Received: layers={layers!r}"
-            )
-        if not layers:
-            raise ValueError(
-                "Invalid value for argument `layers`: expected a layer or "
-                "layer name, or a non-empty list of them. "
-                f"Received: layers={layers!r}"
-            )
-        for layer in layers:
-            if not isinstance(layer, (str, keras.layers.Layer)):
-                raise TypeError(
-                    "Invalid type for argument `layers`: expected layers or "
-                    f"layer names. Received: {layer!r} (of type "
-                    f"{type(layer).__name__})"
-                )
+        layers = _check_layers(layers)
         if isinstance(batch_size, bool) or not (
             isinstance(batch_size, numbers.Integral) and batch_size >= 1
         ):
@@ -140,11 +171,11 @@ class SparsityMonitor(keras.callbacks.Callback):
                 "Invalid value for argument `active_threshold`: expected a "
                 f"finite float. Received: active_threshold={active_threshold!r}"
             )
-        self.layers = list(layers)
+        self.layers = layers
         self.data = data
         self.batch_size = int(batch_size)
         self.active_threshold = float(active_threshold)
-        self.rho = _check_rho(rho)
+        self.rho = _checks.rho(rho)
         self.statistics = {}
         self._probe = None
 
@@ -166,7 +197,7 @@ class SparsityMonitor(keras.callbacks.Callback):
                 "starting with keras.Input), or compute the activations "
                 "yourself and call sparsity_statistics."
             )
-        layers = [self._resolve(layer) for layer in self.layers]
+        layers = _resolve(self.model, self.layers, self)
         self._check_data(inputs)
         self._watched = []
         outputs = [layer.output for layer in layers]
@@ -184,22 +215,6 @@ class SparsityMonitor(keras.callbacks.Callback):
             if mask is not None:
                 outputs.append(mask)
         self._probe = keras.Model(inputs, outputs)
-
-    def _resolve(self, layer):
-        if isinstance(layer, str):
-            names = [candidate.name for candidate in self.model.layers]
-            if layer not in names:
-                raise ValueError(
-                    f"SparsityMonitor: the model has no layer named {layer!r}. "
-                    f"Its layers are {names}."
-                )
-            return self.model.get_layer(layer)
-        if not any(layer is candidate for candidate in self.model.layers):
-            raise ValueError(
-                f"SparsityMonitor: layer {layer.name!r} is not a layer of the "
-                "model being trained."
-            )
-        return layer
 
     def _check_data(self, inputs):
         shapes = _leading_shapes(self.data)
@@ -242,3 +257,84 @@ class SparsityMonitor(keras.callbacks.Callback):
             if logs is not None:
                 for key in _LOGGED:
                     logs[f"{layer.name}_{key}"] = stats[key]
+
+
+class BetaWarmup(keras.callbacks.Callback):
+    """Raises the `beta` of `SparseDense` layers from 0 to their own value.
+
+    During epoch `e` of `fit` (counted from 0, `initial_epoch` included),
+    each layer trains with `beta * min(1, e / epochs)`, where `beta` is the
+    layer's own value when training starts: the first epoch trains the
+    plain autoencoder, and from epoch `epochs` on the penalty has its full
+    weight. A penalty at full weight from the first step can pull every
+    unit to `rho` before the code has learned anything; a warm-up lets the
+    units first find features, then makes them sparse.
+
+    It sets `layer.beta`, a variable of the layer that compiled steps read,
+    so it works on every backend with `jit_compile` or not. The current
+    value is logged as `<layer>_beta`; the layer's own `beta` is set back
+    when training ends. A `KLSparsityRegularizer` on another layer holds
+    `beta` as a float that a compiled step does not read again: such a
+    layer is refused (use `SparseDense`).
+
+    Args:
+        layers: A `SparseDense` layer of the model or its name, or a list
+            of them.
+        epochs: Positive int, the length of the warm-up in epochs.
+
+    Examples:
+        >>> import numpy as np
+        >>> import keras
+        >>> from keras_sparsity import BetaWarmup, SparseDense
+        >>> x = np.random.rand(64, 8).astype("float32")
+        >>> model = keras.Sequential(
+        ...     [keras.Input((8,)), SparseDense(4, beta=0.02, name="code"),
+        ...      keras.layers.Dense(8)]
+        ... )
+        >>> model.compile(optimizer="adam", loss="mse")
+        >>> warmup = BetaWarmup("code", epochs=2)
+        >>> history = model.fit(x, x, epochs=3, verbose=0, callbacks=[warmup])
+        >>> [round(beta, 4) for beta in history.history["code_beta"]]
+        [0.0, 0.01, 0.02]
+    """
+
+    def __init__(self, layers, epochs):
+        super().__init__()
+        layers = _check_layers(layers)
+        if isinstance(epochs, bool) or not (
+            isinstance(epochs, numbers.Integral) and epochs >= 1
+        ):
+            raise ValueError(
+                "Invalid value for argument `epochs`: expected a positive "
+                f"int. Received: epochs={epochs!r}"
+            )
+        self.layers = layers
+        self.epochs = int(epochs)
+        self._targets = {}
+
+    def on_train_begin(self, logs=None):
+        self._targets = {}
+        for layer in _resolve(self.model, self.layers, self):
+            if not isinstance(layer, SparseDense):
+                raise ValueError(
+                    f"BetaWarmup: layer {layer.name!r} is a "
+                    f"{type(layer).__name__}, not a SparseDense. It sets a "
+                    "SparseDense's beta, a variable that compiled steps "
+                    "read; a KLSparsityRegularizer's beta is a float that a "
+                    "compiled step keeps. Use SparseDense for that layer."
+                )
+            self._targets[layer] = layer.beta
+
+    def on_epoch_begin(self, epoch, logs=None):
+        fraction = min(1.0, epoch / self.epochs)
+        for layer, beta in self._targets.items():
+            layer.beta = beta * fraction
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            for layer in self._targets:
+                logs[f"{layer.name}_beta"] = layer.beta
+
+    def on_train_end(self, logs=None):
+        for layer, beta in self._targets.items():
+            layer.beta = beta

@@ -1,16 +1,9 @@
 """A densely connected layer with the KL sparsity penalty built in."""
 
-import numbers
-
 import keras
 
-from keras_sparsity.regularizers import (
-    KLSparsityRegularizer,
-    _check_beta,
-    _check_bool,
-    _check_rho,
-    _check_value_range,
-)
+from keras_sparsity import _checks
+from keras_sparsity.regularizers import KLSparsityRegularizer
 
 # Output ranges of the built-in bounded activations, mapped onto (0, 1)
 # before the KL divergence.
@@ -25,27 +18,17 @@ _ACTIVATION_RANGES = {
 }
 
 
-def _check_units(units):
-    if isinstance(units, bool) or not isinstance(units, numbers.Integral):
-        raise TypeError(
-            "Invalid type for argument `units`: expected a positive int. "
-            f"Received: units={units!r} (of type {type(units).__name__})"
-        )
-    if units <= 0:
-        raise ValueError(
-            "Invalid value for argument `units`: expected a positive int. "
-            f"Received: units={units!r}"
-        )
-    return int(units)
+def _activation_name(activation):
+    name = keras.activations.serialize(activation)
+    return name if isinstance(name, str) else repr(activation)
 
 
 def _penalty_range(activation, value_range):
-    """The range mapped onto (0, 1), or the error for an unbounded one."""
+    """The output range of `activation`: `value_range` when given, else the
+    built-in one, or the error that names an unbounded activation."""
     if value_range is not None:
         return value_range
-    name = keras.activations.serialize(activation)
-    if not isinstance(name, str):
-        name = repr(activation)
+    name = _activation_name(activation)
     if name not in _ACTIVATION_RANGES:
         raise ValueError(
             "Invalid value for argument `activation`: the KL sparsity "
@@ -55,6 +38,41 @@ def _penalty_range(activation, value_range):
             f"`value_range=(low, high)`. Received: activation={name!r}"
         )
     return _ACTIVATION_RANGES[name]
+
+
+class _PenaltySettings(keras.layers.Layer):
+    """`rho` and `beta` of a `SparseDense` as float32 variables.
+
+    The layer's `KLSparsityRegularizer` reads them at each call, so a value
+    set during training reaches a step that TensorFlow or JAX has compiled
+    (a schedule, such as `BetaWarmup`). They live in a layer of their own,
+    so that `Dense`'s own saving and loading, which count its variables, are
+    unchanged. They are saved with the weights, and in the layer's config as
+    plain floats; files saved before they existed hold none, and loading
+    keeps the config's values.
+    """
+
+    def __init__(self, regularizer, **kwargs):
+        super().__init__(dtype="float32", **kwargs)
+        self.rho = self._setting("rho", regularizer.rho)
+        self.beta = self._setting("beta", regularizer.beta)
+        # From now on the regularizer reads and sets these variables.
+        regularizer._rho, regularizer._beta = self.rho, self.beta
+        self.built = True
+
+    def _setting(self, name, value):
+        return self.add_weight(
+            name=name,
+            shape=(),
+            initializer=keras.initializers.Constant(value),
+            dtype="float32",
+            trainable=False,
+            autocast=False,
+        )
+
+    def load_own_variables(self, store):
+        if len(store.keys()):
+            super().load_own_variables(store)
 
 
 @keras.saving.register_keras_serializable(package="keras_sparsity")
@@ -74,26 +92,28 @@ class SparseDense(keras.layers.Dense):
     are; `"tanh"`, `"hard_tanh"`, `"softsign"` and `"relu6"` are mapped
     from their output range onto `(0, 1)`. Unbounded activations (`"relu"`,
     `"linear"`, ...) are refused. For a custom bounded activation, pass its
-    output range as `value_range`.
+    output range as `value_range`. The activation and the range are settled
+    when the layer is made.
 
-    `rho`, `beta`, `value_range`, `cross_replica` and `activation` are plain
-    attributes: setting one changes the penalty and `get_config()` alike
-    (a compiled model picks the change up once compiled again), and a value
-    the constructor would refuse is refused.
+    `rho` and `beta` are non-trainable float32 variables of the layer, read
+    by the penalty at each call: setting `layer.beta = 0.01` (checked as the
+    constructor checks it) takes effect at the next training step, compiled
+    or not, and the values are saved with the layer. `BetaWarmup` uses this
+    to raise `beta` gradually.
 
     Args:
         units: Positive integer, dimensionality of the output space.
         rho: Target mean activation, a float strictly between 0 and 1.
             Defaults to `0.05`.
         beta: Weight of the sparsity penalty, a float between 0 and 1e12.
-            Defaults to `3.0`.
+            Defaults to `0.02`, which suits Keras's `"mse"` loss on images.
         activation: Bounded activation function. Defaults to `"sigmoid"`.
         value_range: Optional `(low, high)` output range of the activation,
             required for a custom activation and overriding the built-in
             range otherwise.
-        cross_replica: Compute `rho_hat` over the global batch under
+        cross_replica: Whether `rho_hat` covers the global batch under
             data-parallel training (see `KLSparsityRegularizer`). Defaults
-            to `True`.
+            to `None`.
         **kwargs: The other arguments of `keras.layers.Dense` (`use_bias`,
             `kernel_initializer`, `kernel_regularizer`,
             `activity_regularizer` for an extra penalty on top, ...) and base
@@ -113,14 +133,16 @@ class SparseDense(keras.layers.Dense):
 
     Examples:
         >>> import numpy as np
+        >>> from keras import ops
         >>> from keras_sparsity import SparseDense
-        >>> layer = SparseDense(4, rho=0.1, beta=3.0)
+        >>> layer = SparseDense(4, rho=0.1, beta=0.02)
         >>> outputs = layer(np.random.rand(8, 16).astype("float32"))
         >>> tuple(outputs.shape)
         (8, 4)
         >>> penalty = layer.sparsity_regularizer.penalty(outputs)
-        >>> bool(np.isclose(layer.losses[0], penalty))
-        True
+        >>> float(ops.convert_to_numpy(layer.losses[0] - penalty))
+        0.0
+        >>> layer.beta = 0.05  # read by the next step, compiled or not
 
     Reference:
         Andrew Ng, "Sparse autoencoder", CS294A Lecture notes, Stanford.
@@ -130,51 +152,52 @@ class SparseDense(keras.layers.Dense):
         self,
         units,
         rho=0.05,
-        beta=3.0,
+        beta=0.02,
         activation="sigmoid",
         value_range=None,
-        cross_replica=True,
+        cross_replica=None,
         **kwargs,
     ):
-        units = _check_units(units)
-        rho = _check_rho(rho)
-        beta = _check_beta(beta)
-        value_range = _check_value_range(value_range)
+        units = _checks.units(units)
+        value_range = _checks.value_range(value_range)
         activation = keras.activations.get(activation)
-        _penalty_range(activation, value_range)
-        cross_replica = _check_bool("cross_replica", cross_replica)
+        value_range = _penalty_range(activation, value_range)
+        regularizer = KLSparsityRegularizer(
+            rho,
+            beta,
+            value_range=None if value_range == (0.0, 1.0) else value_range,
+            cross_replica=cross_replica,
+        )
         super().__init__(units, activation=activation, **kwargs)
-        self.rho = rho
-        self.beta = beta
-        self.value_range = value_range
-        self.cross_replica = cross_replica
+        self.sparsity_regularizer = regularizer
+        self._penalty_settings = _PenaltySettings(regularizer)
 
     def __setattr__(self, name, value):
-        # Checked again when set after construction, so that the layer never
-        # trains with, or saves, a value its constructor would refuse.
-        if name in _ATTRIBUTE_CHECKS:
-            value = _ATTRIBUTE_CHECKS[name](value)
-        if name == "activation" and "value_range" in self.__dict__:
-            value = keras.activations.get(value)
-            _penalty_range(value, self.value_range)
-        elif name == "value_range" and "activation" in self.__dict__:
-            _penalty_range(self.activation, value)
+        if name == "activation" and "sparsity_regularizer" in self.__dict__:
+            raise AttributeError(
+                "The activation of a SparseDense layer is settled when the "
+                "layer is made (its penalty maps the activation's range onto "
+                "(0, 1)): make a new layer instead."
+            )
         super().__setattr__(name, value)
 
     @property
-    def sparsity_regularizer(self):
-        """The `KLSparsityRegularizer` of the layer's current settings.
+    def rho(self):
+        """The target mean activation, a float; settable during training."""
+        return self.sparsity_regularizer.rho
 
-        Built from `rho`, `beta`, the activation's range and
-        `cross_replica` on every access; change those attributes, not it.
-        """
-        value_range = _penalty_range(self.activation, self.value_range)
-        return KLSparsityRegularizer(
-            self.rho,
-            self.beta,
-            value_range=None if value_range == (0.0, 1.0) else value_range,
-            cross_replica=self.cross_replica,
-        )
+    @rho.setter
+    def rho(self, value):
+        self.sparsity_regularizer.rho = value
+
+    @property
+    def beta(self):
+        """The weight of the penalty, a float; settable during training."""
+        return self.sparsity_regularizer.beta
+
+    @beta.setter
+    def beta(self, value):
+        self.sparsity_regularizer.beta = value
 
     def call(self, inputs, mask=None):
         outputs = super().call(inputs)
@@ -182,21 +205,15 @@ class SparseDense(keras.layers.Dense):
         return outputs
 
     def get_config(self):
+        regularizer = self.sparsity_regularizer
+        value_range = regularizer.value_range or (0.0, 1.0)
+        builtin = _ACTIVATION_RANGES.get(_activation_name(self.activation))
         return {
             **super().get_config(),
-            "rho": self.rho,
-            "beta": self.beta,
+            "rho": regularizer.rho,
+            "beta": regularizer.beta,
             "value_range": (
-                None if self.value_range is None else list(self.value_range)
+                None if value_range == builtin else list(value_range)
             ),
-            "cross_replica": self.cross_replica,
+            "cross_replica": regularizer.cross_replica,
         }
-
-
-_ATTRIBUTE_CHECKS = {
-    "units": _check_units,
-    "rho": _check_rho,
-    "beta": _check_beta,
-    "value_range": _check_value_range,
-    "cross_replica": lambda value: _check_bool("cross_replica", value),
-}

@@ -2,11 +2,8 @@
 
 import numpy as np
 
-from keras_sparsity.regularizers import (
-    _RHO_HAT_MAX,
-    _RHO_HAT_MIN,
-    _check_value_range,
-)
+from keras_sparsity import _checks
+from keras_sparsity._kl import RHO_HAT_MAX, RHO_HAT_MIN
 
 ACTIVE_THRESHOLD = 0.1
 """Level above which an activation, mapped onto (0, 1), counts as *active*.
@@ -19,7 +16,7 @@ a sparse unit that fires now and then at 0.3 is alive. `SparsityMonitor`,
 
 def _kl_penalty(rates, rho, beta):
     """`beta * sum_j KL(rho || rate_j)` in float64, clipped as the library."""
-    q = np.clip(rates, _RHO_HAT_MIN, _RHO_HAT_MAX)
+    q = np.clip(rates, RHO_HAT_MIN, RHO_HAT_MAX)
     kl = rho * np.log(rho / q) + (1.0 - rho) * np.log((1.0 - rho) / (1.0 - q))
     return float(beta * np.sum(np.maximum(kl, 0.0)))
 
@@ -120,7 +117,7 @@ def sparsity_statistics(
     """
     if value_range is None and regularizer is not None:
         value_range = regularizer.value_range
-    value_range = _check_value_range(value_range)
+    value_range = _checks.value_range(value_range)
     if axis is None:
         axis = -1 if regularizer is None else regularizer.axis
     a = _positions(activations, axis, mask)
