@@ -54,6 +54,11 @@ def parse_args(argv):
     the environments of the local processes to start (none in one)."""
     command_line = arguments()
     args = command_line.parse_args(argv)
+    if args.batch_size % REPLICAS:
+        command_line.error(
+            f"--batch-size {args.batch_size} does not split into {REPLICAS} "
+            "equal shares"
+        )
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     if backend not in BACKENDS:
         command_line.error(
@@ -64,11 +69,6 @@ def parse_args(argv):
         command_line.error(
             f"--tf-strategy {args.tf_strategy} is TensorFlow's; with the "
             f"{backend} backend, set KERAS_BACKEND=tensorflow or drop it"
-        )
-    if args.batch_size % REPLICAS:
-        command_line.error(
-            f"--batch-size {args.batch_size} does not split into {REPLICAS} "
-            "equal shares"
         )
     args.processes = []
     if backend == "torch" and "RANK" not in os.environ:
