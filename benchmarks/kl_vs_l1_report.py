@@ -71,12 +71,14 @@ PENALTY = "regularizer:penalty strength:number rho:number? k:int?"
 RUN_FIELDS = f"""{PENALTY} seed:int test_mse:number mean_activation:number
     active_fraction:number dead_units:number firing_rate_std:number
     probe_accuracy:number? step_ratio:number firing_rates:numbers"""
-META_FIELDS = """dataset:str data:str quick:bool epochs:int batch_size:int
-    seeds:ints train_size:int test_size:int raw_probe_accuracy:number?"""
+META_FIELDS = """dataset:name data:str quick:bool epochs:int batch_size:int
+    seeds:ints train_size:int test_size:int raw_probe_accuracy:number?
+    command:str total_seconds:number versions:dict"""
 CURVE_FIELDS = f"""{PENALTY} epochs:ints test_mse:numbers
     mean_activation:numbers converged_epoch:int?"""
-CHECK_FIELDS = """dataset:str data:str seed:int batch_size:int epochs:int
-    every:int window:int tolerance:number activation_tolerance:number"""
+CHECK_FIELDS = """dataset:name data:str seed:int batch_size:int epochs:int
+    every:int window:int tolerance:number activation_tolerance:number
+    command:str total_seconds:number"""
 SETTINGS = ("quick", "epochs", "batch_size", "train_size", "test_size")
 
 Spread = collections.namedtuple("Spread", "mean low high n")
@@ -110,11 +112,13 @@ def _fits(value, kind):
         return all(_fits(item, kind[:-1]) for item in items)
     if kind == "penalty":
         return value in ("none", *METHODS)
+    if kind == "name":  # it names files
+        return isinstance(value, str) and value.replace("-", "_").isidentifier()
     if isinstance(value, bool) or kind == "bool":
         return isinstance(value, bool) and kind == "bool"
     if kind == "number":
         return isinstance(value, (int, float)) and math.isfinite(value)
-    return isinstance(value, {"int": int, "str": str}[kind])
+    return isinstance(value, {"int": int, "str": str, "dict": dict}[kind])
 
 
 def check(record, fields, where):
@@ -175,7 +179,7 @@ def load_results(paths):
         meta = saved["meta"]
         key = (meta["dataset"], meta["data"])
         if key not in groups:
-            meta = {**meta, "commands": [meta.get("command")]}
+            meta = {**meta, "commands": [meta["command"]]}
             groups[key] = {"meta": meta, "runs": list(saved["runs"])}
             continue
         merged = groups[key]["meta"]
@@ -192,9 +196,8 @@ def load_results(paths):
                 f"{path}: repeats seeds {repeated} of an earlier file"
             )
         merged["seeds"] = merged["seeds"] + meta["seeds"]
-        merged["commands"].append(meta.get("command"))
-        seconds = [m.get("total_seconds", 0) for m in (merged, meta)]
-        merged["total_seconds"] = sum(seconds)
+        merged["commands"].append(meta["command"])
+        merged["total_seconds"] += meta["total_seconds"]
         groups[key]["runs"] += saved["runs"]
     used = collections.Counter()
     for dataset in groups.values():  # the names of each data set's plots
@@ -331,7 +334,7 @@ def convergence_lines(item):
         epochs, mse = curve["epochs"], curve["test_mse"]
         act = curve["mean_activation"]
         change = ["–", "–"]
-        if epochs[-1] - window in epochs:
+        if epochs[-1] - window in epochs and min(mse) > 0:
             j = epochs.index(epochs[-1] - window)
             change = [
                 f"{mse[-1] / mse[j] - 1:+.1%}",
@@ -380,15 +383,15 @@ def report_lines(datasets, checks, argv):
     lines += ["Made by these commands (wall times on their machine):", ""]
     lines.append("```bash")
     for item in checks:
-        seconds = item["meta"].get("total_seconds", math.nan)
-        lines.append(f"{item['meta'].get('command')}  # {seconds:.0f} s")
+        seconds = item["meta"]["total_seconds"]
+        lines.append(f"{item['meta']['command']}  # {seconds:.0f} s")
     for dataset in datasets:
-        lines += [c for c in dataset["meta"]["commands"] if c]
-        seconds = dataset["meta"].get("total_seconds", math.nan)
+        lines += dataset["meta"]["commands"]
+        seconds = dataset["meta"]["total_seconds"]
         lines[-1] += f"  # {name_of(dataset)}: {seconds:.0f} s in all"
     argv = sys.argv[1:] if argv is None else argv
     command = [".venv/bin/python", "benchmarks/kl_vs_l1_report.py", *argv]
-    versions = meta.get("versions", {}).items()
+    versions = meta["versions"].items()
     lines += [
         shlex.join(command),
         "```",

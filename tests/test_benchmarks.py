@@ -335,6 +335,7 @@ def fake_meta(dataset="fashion_mnist", seeds=(0,), quick=False, epochs=10):
         "seeds": list(seeds),
         "raw_probe_accuracy": 0.81,
         "total_seconds": 12.0,
+        "versions": {"keras": "3.x"},
     }
 
 
@@ -744,6 +745,8 @@ CHECK = fake_convergence(CHECKED_RUNS, 40)
             "seeds is '0', expected ints",
         ),
         (broken(RESULTS, ["meta", "quick"], 1), "quick is 1, expected bool"),
+        (broken(RESULTS, ["meta", "versions"], "x"), "expected dict"),
+        (broken(RESULTS, ["meta", "command"], 5), "command is 5, expected str"),
         (broken(RESULTS, ["runs"], {}), "runs are not a non-empty list"),
         (broken(RESULTS, ["runs"], []), "runs are not a non-empty list"),
         (broken(RESULTS, ["runs", 1], 3), "run 1 is not a JSON object"),
@@ -781,6 +784,8 @@ def test_bad_results_file_gets_one_line_and_status_2(
     "content, fragment",
     [
         (broken(CHECK, ["meta", "window"], KeyError), "meta lacks 'window'"),
+        (broken(CHECK, ["meta", "dataset"], "../x"), "expected name"),
+        (broken(CHECK, ["meta", "total_seconds"], None), "expected number"),
         (broken(CHECK, ["runs", 1, "epochs"], [10, 20]), "unequal lengths"),
         (broken(CHECK, ["runs", 1, "converged_epoch"], 45), "not measured"),
         (broken(CHECK, ["recommended_epochs"], "40"), "not an epoch or null"),
