@@ -1,59 +1,58 @@
-"""What the benchmarks share: the seed autoencoder and interleaved timing.
+"""What the benchmarks share, imported first and without Keras.
 
-Imported first by every benchmark. It puts `examples/` on `sys.path`, so
-the benchmarks load data with `examples/data.py`, build their command lines
-and output folders with `examples/runs.py` and start Keras quietly with
-`examples/quiet.py`, exactly as the examples do; then it imports `quiet`
-before Keras.
-
-- `build_autoencoder(config)`: the seed notebook's 784-200-784 sigmoid
-  autoencoder (MSE) with no penalty, Keras's `L1` activity regularizer,
-  `KLSparsityRegularizer`, `SparseDense` layers or a top-k code; the penalty
-  on the code only or on both layers; Adam or SGD.
-- `interleave(candidates, rounds, calls)`: times callables round by round in
-  a rotating order, so machine noise hits them alike; `median_iqr` and
-  `paired_ratio` summarize the times.
+It puts `examples/` on `sys.path`: the benchmarks parse their command lines
+with `examples/runs.py` and load images with `examples/data.py`, as the
+examples do, before Keras starts. Here: the runs' penalties (`config`) and
+the KL-vs-L1 sweep (`SWEEPS`, `BUDGET`), interleaved timing (`interleave`,
+`paired_ratio`, `timing_lines`) and what the sweep and the convergence
+check share (`add_counts`, `load_images`, `run_meta`).
 """
 
 import os
+import platform
+import shlex
 import sys
+import time
 
-EXAMPLES = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"
-)
-if EXAMPLES not in sys.path:
-    sys.path.insert(0, EXAMPLES)
+import numpy as np
 
-import quiet  # noqa: E402, F401, I001  (first: Keras without TensorFlow's noise)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.join(ROOT, "examples") not in sys.path:
+    sys.path.insert(0, os.path.join(ROOT, "examples"))
 
-import platform  # noqa: E402
-import time  # noqa: E402
+from data import describe, load_dataset  # noqa: E402
+from runs import positive_int  # noqa: E402
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from keras import ops  # noqa: E402
-
-import keras_sparsity  # noqa: E402
-from keras_sparsity import KLSparsityRegularizer, SparseDense  # noqa: E402
-
-CODE_UNITS = 200
-IMAGE_PIXELS = 784
-PENALTIES = ("none", "l1", "kl", "sparse_dense", "topk")
-OPTIMIZERS = {
-    "adam": lambda: keras.optimizers.Adam(1e-3),
-    "sgd": lambda: keras.optimizers.SGD(0.01),
+PENALTIES = ("none", "l1", "kl", "peer", "sparse_dense", "topk")
+TARGET = 0.05  # the mean code activation the fairness rule matches
+BUDGET = TARGET * 1.1  # a method takes part with a mean activation up to this
+SWEEPS = {
+    "full": {
+        "l1": [1e-4, 3e-4, 5e-4, 1e-3, 2e-3, 3e-3, 1e-2],
+        "kl_beta": [0.003, 0.01, 0.03, 0.1],
+        "kl_rho": [0.02, 0.05],
+        "topk": [5, 10, 25, 50],
+        "epochs": 10,
+        "train_images": None,
+        "test_images": None,
+    },
+    "quick": {
+        "l1": [1e-4, 1e-3, 3e-3],
+        "kl_beta": [0.01, 0.1],
+        "kl_rho": [0.02, 0.05],
+        "topk": [10, 25],
+        "epochs": 3,
+        "train_images": 20_000,
+        "test_images": 5_000,
+    },
 }
+KL_NAMES = {"kl": "KL", "peer": "peer KL", "sparse_dense": "SparseDense"}
 
 
 def config(regularizer="none", strength=0.0, rho=None, k=None):
-    """A run's penalty as a plain dict (the form `results.json` stores).
-
-    Args:
-        regularizer: One of `PENALTIES`.
-        strength: The L1 factor, or KL's and `SparseDense`'s `beta`.
-        rho: KL's and `SparseDense`'s target mean activation.
-        k: The number of code units a top-k code keeps.
-    """
+    """A run's penalty: one of `PENALTIES` (`peer`: `autoencoder.PeerKL`);
+    `strength`, L1's factor or the KL penalties' `beta`; their `rho`; the
+    `k` units a top-k code keeps."""
     if regularizer not in PENALTIES:
         raise ValueError(
             f"Unknown regularizer {regularizer!r}; expected one of {PENALTIES}"
@@ -71,136 +70,30 @@ def describe_config(run):
     name = run["regularizer"]
     if name == "l1":
         return f"L1 {run['strength']:g}"
-    if name == "kl":
-        return f"KL rho={run['rho']:g} beta={run['strength']:g}"
-    if name == "sparse_dense":
-        return f"SparseDense rho={run['rho']:g} beta={run['strength']:g}"
-    if name == "topk":
-        return f"top-k k={run['k']}"
-    return "none"
+    if name in KL_NAMES:
+        return f"{KL_NAMES[name]} rho={run['rho']:g} beta={run['strength']:g}"
+    return f"top-k k={run['k']}" if name == "topk" else "none"
 
 
-class TopK(keras.layers.Layer):
-    """Keeps the `k` largest activations of each example, zeroes the rest.
-
-    Activations equal to the k-th largest are kept too, so ties can keep a
-    few more than `k`. A simple form of Makhzani and Frey's k-sparse code
-    (2013): no schedule on `k`.
-    """
-
-    def __init__(self, k, **kwargs):
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(
-                "Invalid value for argument `k`: expected an integer >= 1. "
-                f"Received: k={k!r}"
-            )
-        super().__init__(**kwargs)
-        self.k = k
-
-    def call(self, x):
-        kth = ops.top_k(x, self.k)[0][..., -1:]
-        return ops.where(x >= kth, x, ops.zeros_like(x))
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "k": self.k}
-
-
-def _dense(run, units, name, penalized):
-    """One sigmoid layer of the autoencoder, penalized as `run` says."""
-    kind = run["regularizer"] if penalized else "none"
-    if kind == "sparse_dense":
-        return SparseDense(
-            units, rho=run["rho"], beta=run["strength"], name=name
-        )
-    activity = {
-        "none": lambda: None,
-        "topk": lambda: None,
-        "l1": lambda: keras.regularizers.L1(run["strength"]),
-        "kl": lambda: KLSparsityRegularizer(run["rho"], run["strength"]),
-    }[kind]()
-    return keras.layers.Dense(
-        units, activation="sigmoid", activity_regularizer=activity, name=name
+def run_configs(sweep):
+    """The runs of a sweep: `config()` dicts, the unpenalized model first."""
+    return (
+        [config("none")]
+        + [config("l1", s) for s in sweep["l1"]]
+        + [
+            config("kl", b, rho=r)
+            for r in sweep["kl_rho"]
+            for b in sweep["kl_beta"]
+        ]
+        + [config("topk", k, k=k) for k in sweep["topk"]]
     )
-
-
-def build_autoencoder(
-    run, penalize="code", optimizer="adam", jit_compile="auto"
-):
-    """The seed's 784-200-784 sigmoid autoencoder, compiled with MSE.
-
-    Args:
-        run: A `config()` dict: the penalty and its parameters.
-        penalize: `"code"` (the penalty on the 200-unit code only) or
-            `"both"` (on the code and the 784-pixel output, as in the seed
-            notebook). A top-k code is never penalized.
-        optimizer: `"adam"` (Adam(1e-3)) or `"sgd"` (SGD(0.01)).
-        jit_compile: Passed to `Model.compile`.
-
-    Returns:
-        The autoencoder; its code layer is named `"code"` (and the top-k
-        layer that follows it `"top_k"`), its output layer
-        `"reconstruction"`.
-    """
-    if penalize not in ("code", "both"):
-        raise ValueError(f"penalize must be 'code' or 'both', not {penalize!r}")
-    inputs = keras.Input((IMAGE_PIXELS,), name="image")
-    code = _dense(run, CODE_UNITS, "code", True)(inputs)
-    if run["regularizer"] == "topk":
-        code = TopK(run["k"], name="top_k")(code)
-    outputs = _dense(run, IMAGE_PIXELS, "reconstruction", penalize == "both")(
-        code
-    )
-    model = keras.Model(inputs, outputs, name="autoencoder")
-    model.compile(
-        optimizer=OPTIMIZERS[optimizer](), loss="mse", jit_compile=jit_compile
-    )
-    return model
-
-
-def code_and_reconstruction(model, batch_size=4096):
-    """A function of images to the autoencoder's `(codes, reconstructions)`.
-
-    The code is the top-k layer's output when there is one. The function
-    calls the model eagerly, batch by batch: unlike `Model.predict`, it
-    traces no new `tf.function` for each model, so measuring many models in
-    a row prints no retracing warnings.
-    """
-    names = {layer.name for layer in model.layers}
-    code = model.get_layer("top_k" if "top_k" in names else "code").output
-    both = keras.Model(model.input, [code, model.output])
-
-    def apply(images):
-        codes, reconstructions = [], []
-        for start in range(0, len(images), batch_size):
-            code, reconstruction = both(
-                images[start : start + batch_size], training=False
-            )
-            codes.append(ops.convert_to_numpy(code))
-            reconstructions.append(ops.convert_to_numpy(reconstruction))
-        return np.concatenate(codes), np.concatenate(reconstructions)
-
-    return apply
 
 
 def interleave(candidates, rounds, calls=1, warmup=1, clock=time.perf_counter):
-    """Times callables in rounds, rotating their order from round to round.
-
-    In round `r` the candidates run in their given order shifted by `r`, so
-    none always runs first or last; each runs `calls` times in a row.
-
-    Args:
-        candidates: Dict of name to a callable taking no argument.
-        rounds: Number of rounds.
-        calls: Calls of each candidate per round.
-        warmup: Untimed calls of each candidate before the first round.
-        clock: Returns seconds (a fake clock in tests).
-
-    Returns:
-        Dict of name to a list of seconds per call, one entry per round.
-    """
+    """Seconds per call of each candidate (a dict of name to a callable),
+    one entry per round. In round `r` they run in their order shifted by
+    `r`, so none always runs first or last, each `calls` times in a row,
+    after `warmup` untimed calls. `clock`: a fake one in tests."""
     names = list(candidates)
     for name in names:
         for _ in range(warmup):
@@ -223,35 +116,24 @@ def median_iqr(values):
 
 
 def paired_ratio(times, numerator, denominator):
-    """Round-by-round ratios of two candidates' times, summarized.
-
-    Returns:
-        Dict with `median`, `q1`, `q3` of the per-round ratios and
-        `of_medians`, the ratio of the two medians.
-    """
+    """The `median`, `q1` and `q3` of two candidates' round-by-round time
+    ratios, and `of_medians`, the ratio of their medians."""
     ratios = [a / b for a, b in zip(times[numerator], times[denominator])]
     median, q1, q3 = median_iqr(ratios)
-    of_medians = (
-        median_iqr(times[numerator])[0] / median_iqr(times[denominator])[0]
-    )
+    medians = [median_iqr(times[name])[0] for name in (numerator, denominator)]
+    of_medians = medians[0] / medians[1]
     return {"median": median, "q1": q1, "q3": q3, "of_medians": of_medians}
 
 
 def timing_lines(times, pairs, scale=1e3, unit="ms"):
-    """Printable lines: each candidate's median and IQR, then paired ratios.
-
-    Args:
-        times: What `interleave` returned.
-        pairs: `(numerator, denominator)` names whose ratios to print.
-        scale, unit: Seconds are multiplied by `scale` and shown in `unit`.
-    """
+    """Printable lines: each candidate's median and IQR (seconds times
+    `scale`, in `unit`), then the paired ratios of the `(numerator,
+    denominator)` names in `pairs`."""
     width = max(len(name) for name in times) + 2
     lines = [f"{'':<{width}}{'median ' + unit:>14}{'IQR ' + unit:>12}"]
     for name, values in times.items():
-        median, q1, q3 = median_iqr(values)
-        lines.append(
-            f"{name:<{width}}{median * scale:>14.3f}{(q3 - q1) * scale:>12.3f}"
-        )
+        median, q1, q3 = (value * scale for value in median_iqr(values))
+        lines.append(f"{name:<{width}}{median:>14.3f}{q3 - q1:>12.3f}")
     for numerator, denominator in pairs:
         ratio = paired_ratio(times, numerator, denominator)
         lines.append(
@@ -262,8 +144,59 @@ def timing_lines(times, pairs, scale=1e3, unit="ms"):
     return lines
 
 
+def add_counts(arguments, counts):
+    """Adds options that take an integer >= 1: `{flag: (default, help)}`."""
+    for flag, (default, text) in counts.items():
+        if default is not None:
+            text = f"{text} (default: {default})"
+        arguments.add_argument(
+            flag, type=positive_int, default=default, help=text
+        )
+
+
+def load_images(args):
+    """The images and labels (or `None`) of `--dataset` or `--data-dir`, cut
+    to `--train-images` and `--test-images` where given, described."""
+    (x_train, y_train), (x_test, y_test) = load_dataset(
+        args.dataset, args.data_dir
+    )
+    train = slice(getattr(args, "train_images", None))
+    test = slice(getattr(args, "test_images", None))
+    labelled = y_train is not None and y_test is not None
+    description = describe(args.dataset)
+    if args.data_dir:
+        description = f"{args.data_dir} (as --dataset {args.dataset})"
+    return {
+        "x_train": x_train[train],
+        "x_test": x_test[test],
+        "y_train": y_train[train] if labelled else None,
+        "y_test": y_test[test] if labelled else None,
+        "description": description,
+    }
+
+
+def run_meta(script, argv, args, data, seconds):
+    """What every results file says about how it was made (imports Keras)."""
+    argv = sys.argv[1:] if argv is None else argv
+    return {
+        "command": shlex.join([".venv/bin/python", script, *argv]),
+        "dataset": args.dataset,
+        "data": data["description"],
+        "data_dir": args.data_dir,
+        "train_size": len(data["x_train"]),
+        "test_size": len(data["x_test"]),
+        "batch_size": args.batch_size,
+        "versions": versions(),
+        "total_seconds": seconds,
+    }
+
+
 def versions():
-    """The versions a benchmark's figures depend on."""
+    """The versions a benchmark's figures depend on (imports Keras)."""
+    import keras
+
+    import keras_sparsity
+
     return {
         "keras_sparsity": keras_sparsity.__version__,
         "keras": keras.__version__,

@@ -13,16 +13,10 @@ import subprocess
 import sys
 import tempfile
 
-sys.path.insert(
-    0,
-    os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"
-    ),
-)
+from common import ROOT  # first: examples/ on sys.path, no Keras
 
-from runs import RunError, parser, run  # noqa: E402
+from runs import RunError, parser, run
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXTRAS = ("tensorflow", "jax", "torch", "examples", "dev")
 PINNED_FIRST = {"torch": ["torch==2.13.0"]}
 EXAMPLE = ".venv/bin/python benchmarks/install_size.py --extras jax torch"

@@ -8,23 +8,14 @@ convergence curves of benchmarks/convergence.py.
 
 from common import describe_config
 from matplotlib.figure import Figure
-from matplotlib.ticker import (
-    FixedLocator,
-    FormatStrFormatter,
-    LogLocator,
-    MaxNLocator,
-    NullLocator,
-)
+from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullLocator
 
-COLORS = {
-    "none": "black",
-    "l1": "tab:blue",
-    "kl": "tab:red",
-    "topk": "tab:green",
-}
+COLORS = {"none": "black", "l1": "tab:blue", "kl": "tab:red"}
+COLORS["topk"] = "tab:green"
 LABELS = {"none": "no penalty", "l1": "L1", "kl": "KL", "topk": "top-k"}
 YLABELS = {"test_mse": "test MSE", "probe_accuracy": "probe accuracy"}
 MARKERS = {0.02: "s", 0.05: "o"}
+TICKS = [round(m * 10.0**e, 6) for e in range(-5, 1) for m in (1, 2, 5)]
 
 
 def pareto_front(points):
@@ -37,20 +28,18 @@ def pareto_front(points):
     front = [
         i
         for i, (x, y) in enumerate(points)
-        if not any(
-            ox <= x and oy <= y and (ox < x or oy < y) for ox, oy in points
-        )
+        if not any(a <= x and b <= y and (a, b) != (x, y) for a, b in points)
     ]
     return sorted(front, key=lambda i: points[i])
 
 
-def _log_ticks(axes, values):
-    candidates = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+def _fixed_ticks(axis, values):
+    """Log-scale ticks at 1, 2 and 5 within the data's range, plainly."""
     low, high = min(values) / 1.5, max(values) * 1.5
-    ticks = [t for t in candidates if low <= t <= high] or [min(values)]
-    axes.xaxis.set_major_locator(FixedLocator(ticks))
-    axes.xaxis.set_minor_locator(NullLocator())
-    axes.set_xticklabels([f"{t:g}" for t in ticks])
+    ticks = [t for t in TICKS if low <= t <= high] or [min(values)]
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.set_minor_locator(NullLocator())
 
 
 def _bars(value):
@@ -58,29 +47,8 @@ def _bars(value):
     the mean of equal floats can round past them)."""
     return [
         [max(value.mean - value.low, 0.0)],
-        [max(value.high - value.mean, 0.0)],
+        [max(value.high - value.mean, 0)],
     ]
-
-
-def _point(axes, row, metric, labelled):
-    """One configuration: its means, and its seed ranges as error bars."""
-    x, y = row["mean_activation"], row[metric]
-    name = row["regularizer"]
-    label = LABELS[name]
-    if name == "kl":
-        label = f"KL rho={row['rho']:g}"
-    axes.errorbar(
-        [x.mean],
-        [y.mean],
-        xerr=_bars(x),
-        yerr=_bars(y),
-        fmt=MARKERS.get(row["rho"], "o"),
-        color=COLORS[name],
-        alpha=0.7,
-        capsize=2,
-        label=None if label in labelled else label,
-    )
-    labelled.add(label)
 
 
 def against_activation(dataset, metric, title, budget):
@@ -93,47 +61,46 @@ def against_activation(dataset, metric, title, budget):
     figure = Figure(figsize=(7.5, 5), layout="constrained")
     axes = figure.add_subplot()
     activations, labelled = [budget], set()
-    for method in COLORS:
+    for method, color in COLORS.items():
         rows = [
             r
             for r in dataset["rows"]
             if r["regularizer"] == method and r[metric] is not None
         ]
         for row in rows:
-            _point(axes, row, metric, labelled)
-            activations.append(row["mean_activation"].mean)
+            x, y = row["mean_activation"], row[metric]
+            label = LABELS[method]
+            if method == "kl":
+                label = f"KL rho={row['rho']:g}"
+            axes.errorbar(
+                [x.mean],
+                [y.mean],
+                xerr=_bars(x),
+                yerr=_bars(y),
+                fmt=MARKERS.get(row["rho"], "o"),
+                color=color,
+                alpha=0.7,
+                capsize=2,
+                label=None if label in labelled else label,
+            )
+            labelled.add(label)
+            activations.append(x.mean)
         points = [(r["mean_activation"].mean, r[metric].mean) for r in rows]
-        order = (
-            pareto_front(points)
-            if metric == "test_mse"
-            else sorted(range(len(points)), key=lambda i: points[i])
-        )
-        axes.plot(
-            [points[i][0] for i in order],
-            [points[i][1] for i in order],
-            "-",
-            color=COLORS[method],
-        )
+        order = sorted(range(len(points)), key=lambda i: points[i])
+        if metric == "test_mse":
+            order = pareto_front(points)
+        if order:
+            axes.plot(*zip(*[points[i] for i in order]), color=color)
     for row in dataset["matched"].values():
         if row is not None and row[metric] is not None:
-            axes.plot(
-                row["mean_activation"].mean,
-                row[metric].mean,
-                "o",
-                ms=14,
-                mfc="none",
-                mec="gray",
-            )
-    if metric == "probe_accuracy" and dataset["meta"].get("raw_probe_accuracy"):
-        axes.axhline(
-            dataset["meta"]["raw_probe_accuracy"],
-            color="gray",
-            ls=":",
-            label="raw pixels",
-        )
+            point = row["mean_activation"].mean, row[metric].mean
+            axes.plot(*point, "o", ms=14, mfc="none", mec="gray")
+    raw = dataset["meta"].get("raw_probe_accuracy")
+    if metric == "probe_accuracy" and raw:
+        axes.axhline(raw, color="gray", ls=":", label="raw pixels")
     axes.axvline(budget, color="gray", ls="--", label=f"budget {budget:.3f}")
     axes.set_xscale("log")
-    _log_ticks(axes, activations)
+    _fixed_ticks(axes.xaxis, activations)
     axes.set_xlabel("mean activation of the code (log scale)")
     axes.set_ylabel(YLABELS[metric])
     joined = "Pareto fronts" if metric == "test_mse" else "runs"
@@ -151,29 +118,22 @@ def convergence_figure(item, title):
     curves = item["runs"]
     kinds = [k for k in COLORS if any(c["regularizer"] == k for c in curves)]
     figure = Figure(figsize=(4 * len(kinds), 4), layout="constrained")
-    for axes, kind in zip(
-        figure.subplots(1, len(kinds), squeeze=False)[0], kinds
-    ):
+    panels = figure.subplots(1, len(kinds), squeeze=False)[0]
+    for axes, kind in zip(panels, kinds):
+        mse = []
         for curve in (c for c in curves if c["regularizer"] == kind):
-            line = axes.plot(
-                curve["epochs"], curve["test_mse"], label=describe_config(curve)
-            )[0]
+            epochs, values = curve["epochs"], curve["test_mse"]
+            (line,) = axes.plot(epochs, values, label=describe_config(curve))
             if curve["converged_epoch"]:
-                at = curve["epochs"].index(curve["converged_epoch"])
-                axes.plot(
-                    curve["converged_epoch"],
-                    curve["test_mse"][at],
-                    "o",
-                    color=line.get_color(),
-                )
+                at = epochs.index(curve["converged_epoch"])
+                axes.plot(epochs[at], values[at], "o", color=line.get_color())
+            mse += values
         axes.set_yscale("log")
-        axes.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        axes.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-        axes.yaxis.set_minor_locator(NullLocator())
+        _fixed_ticks(axes.yaxis, mse)
         axes.set_title(LABELS[kind])
         axes.set_xlabel("epoch")
         axes.legend(fontsize="x-small")
-    figure.axes[0].set_ylabel("test MSE (log scale)")
+    panels[0].set_ylabel("test MSE (log scale)")
     figure.suptitle(f"{title}; dots: where each run converged")
     return figure
 
@@ -181,21 +141,19 @@ def convergence_figure(item, title):
 def firing_rates_figure(dataset, title):
     """Histograms of per-unit firing rates of the matched runs."""
     rows = [r for r in dataset["matched"].values() if r is not None]
-    figure = Figure(figsize=(4 * max(len(rows), 1), 3.8), layout="constrained")
-    axes_list = figure.subplots(1, max(len(rows), 1), squeeze=False)[0]
-    for axes, row in zip(axes_list, rows):
-        axes.hist(
-            row["firing_rates"], bins=30, color=COLORS[row["regularizer"]]
-        )
+    count = max(len(rows), 1)
+    figure = Figure(figsize=(4 * count, 3.8), layout="constrained")
+    panels = figure.subplots(1, count, squeeze=False)[0]
+    for axes, row in zip(panels, rows):
+        color = COLORS[row["regularizer"]]
+        axes.hist(row["firing_rates"], bins=30, color=color)
         axes.set_title(
             f"{row['label']}\nmean act. {row['mean_activation'].mean:.3f}",
             fontsize="medium",
         )
         axes.set_xlabel("per-unit firing rate")
-        axes.xaxis.set_major_locator(MaxNLocator(nbins=4))
+        axes.locator_params(axis="x", nbins=4)
     seeds = len(dataset["meta"]["seeds"])
-    axes_list[0].set_ylabel(
-        f"units (pooled over {seeds} seed{'s' if seeds > 1 else ''})"
-    )
+    panels[0].set_ylabel(f"units (pooled over {seeds} seed(s))")
     figure.suptitle(title)
     return figure

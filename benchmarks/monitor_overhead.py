@@ -8,46 +8,37 @@ each warms up and is not timed. Prints the median epoch time of each and
 their paired ratio. Timings need a quiet machine.
 """
 
-import common  # noqa: F401, I001  (first: examples/ on sys.path, then quiet)
+import sys
 
-import keras
-import numpy as np
-from common import build_autoencoder, config, interleave, timing_lines, versions
-from runs import parser, positive_int, run
+from common import add_counts  # first: examples/ on sys.path, no Keras
 
-from keras_sparsity import SparsityMonitor
+from runs import parser, run
 
 EXAMPLE = ".venv/bin/python benchmarks/monitor_overhead.py --epochs 8"
+COUNTS = {
+    "--epochs": (8, "timed epochs of each model, after one untimed"),
+    "--samples": (60_000, "random images per epoch, as many as MNIST has"),
+    "--monitor-samples": (2_000, "images the monitor measures each epoch"),
+    "--batch-size": (256, "images per training step"),
+}
 
 
 def arguments():
     """The command line."""
     arguments = parser(__doc__, EXAMPLE)
-    arguments.add_argument(
-        "--epochs",
-        type=positive_int,
-        default=8,
-        help="timed epochs of each model, after one untimed (default: 8)",
-    )
-    arguments.add_argument(
-        "--samples",
-        type=positive_int,
-        default=60_000,
-        help="images per epoch (default: 60000, MNIST's training set)",
-    )
-    arguments.add_argument(
-        "--monitor-samples",
-        type=positive_int,
-        default=2_000,
-        help="images the monitor measures after each epoch (default: 2000)",
-    )
-    arguments.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=256,
-        help="images per training step (default: 256)",
-    )
+    add_counts(arguments, COUNTS)
     return arguments
+
+
+if __name__ == "__main__":
+    arguments().parse_args(sys.argv[1:])  # --help answers before Keras starts
+
+from autoencoder import build_autoencoder  # noqa: E402, I001  (Keras, quietly)
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from common import config, interleave, timing_lines, versions  # noqa: E402
+
+from keras_sparsity import SparsityMonitor  # noqa: E402
 
 
 def main(argv=None):

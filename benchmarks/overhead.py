@@ -1,92 +1,43 @@
-"""Training-step cost of KL sparsity against L1 and no activity penalty.
+"""Training-step cost of KL sparsity against L1, no penalty and a peer port.
 
 Times training steps of the seed's 784-200-784 sigmoid autoencoder (SGD,
-MSE) in four variants, interleaved round by round in one process, in a
-rotating order, so that machine noise hits them alike:
+MSE, the penalty on both layers as in the seed notebook) in five variants,
+interleaved round by round in a rotating order, so that machine noise hits
+them alike:
 
   none          plain Dense layers
   l1            Dense with Keras's L1(1e-4) activity regularizer
   kl            Dense with KLSparsityRegularizer(rho=0.01, beta=3)
+  peer          Dense with the KL regularizer people copy today (Geron,
+                "Hands-On Machine Learning" ch. 17) as a keras.ops port
   sparse_dense  SparseDense(rho=0.01, beta=3) layers
 
-As in the seed notebook, both layers carry the penalty. Prints each
-variant's median step time and IQR, and the round-by-round (paired) ratios
-the library is held to: kl / l1 <= 1.02 (1.03 on PyTorch) and
-sparse_dense <= kl. Runs on any backend (set KERAS_BACKEND). Timings need a
-quiet machine.
-
-On PyTorch a fifth variant shows what the penalty's direct torch calls,
-own custom gradient and cached float32 constants save there (see
-docs/design.md):
-
-  kl_keras_ops  kl as the other backends run it: every operation of the
-                penalty and its custom gradient through keras.ops, Python
-                numbers as constants
+Prints each variant's median step time and IQR, and the round-by-round
+(paired) ratios: kl / l1 (the target: at most 1.02 on TensorFlow and JAX,
+1.10 on eager PyTorch), kl / peer, sparse_dense / kl, and each against
+none. Runs on any backend (KERAS_BACKEND). Needs a quiet machine.
 """
 
-import common  # noqa: F401, I001  (first: examples/ on sys.path, then quiet)
+import sys
 
-import contextlib
+from common import add_counts  # first: examples/ on sys.path, no Keras
 
-import keras
-import numpy as np
-from keras import ops
-from common import (
-    build_autoencoder,
-    config,
-    interleave,
-    timing_lines,
-    versions,
-)
-from runs import parser, positive_int, run
-
-from keras_sparsity import regularizers
+from runs import parser, run
 
 EXAMPLE = ".venv/bin/python benchmarks/overhead.py --rounds 60 --steps 20"
-VARIANTS = {
-    "none": config("none"),
-    "l1": config("l1", 1e-4),
-    "kl": config("kl", 3.0, rho=0.01),
-    "sparse_dense": config("sparse_dense", 3.0, rho=0.01),
-}
-RATIOS = [
-    ("kl", "l1"),
-    ("kl", "none"),
-    ("sparse_dense", "kl"),
-    ("sparse_dense", "none"),
-]
-TORCH_RATIOS = [("kl_keras_ops", "kl"), ("kl_keras_ops", "l1")]
 JIT = {"auto": "auto", "true": True, "false": False}
+COUNTS = {
+    "--batch-size": (256, "images per training step"),
+    "--rounds": (60, "interleaved rounds; each variant is timed once a round"),
+    "--steps": (20, "training steps of each variant per round"),
+    "--warmup": (10, "untimed steps of each variant first"),
+}
 
 
 def arguments():
     """The command line."""
     arguments = parser(__doc__, EXAMPLE)
-    arguments.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=256,
-        help="images per training step (default: 256)",
-    )
-    arguments.add_argument(
-        "--rounds",
-        type=positive_int,
-        default=60,
-        help="interleaved rounds; each variant is timed once per round "
-        "(default: 60)",
-    )
-    arguments.add_argument(
-        "--steps",
-        type=positive_int,
-        default=20,
-        help="training steps of each variant per round (default: 20)",
-    )
-    arguments.add_argument(
-        "--warmup",
-        type=positive_int,
-        default=10,
-        help="untimed steps of each variant first (default: 10)",
-    )
+    add_counts(arguments, COUNTS)
     arguments.add_argument(
         "--jit-compile",
         default="auto",
@@ -96,23 +47,44 @@ def arguments():
     return arguments
 
 
+if __name__ == "__main__":
+    arguments().parse_args(sys.argv[1:])  # --help answers before Keras starts
+
+import autoencoder  # noqa: E402, I001  (after common: Keras, quietly)
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from common import config, interleave, timing_lines, versions  # noqa: E402
+
+VARIANTS = {
+    "none": config("none"),
+    "l1": config("l1", 1e-4),
+    "kl": config("kl", 3.0, rho=0.01),
+    "peer": config("peer", 3.0, rho=0.01),
+    "sparse_dense": config("sparse_dense", 3.0, rho=0.01),
+}
+RATIOS = [
+    ("kl", "l1"),
+    ("kl", "peer"),
+    ("sparse_dense", "kl"),
+    ("l1", "none"),
+    ("kl", "none"),
+    ("peer", "none"),
+    ("sparse_dense", "none"),
+]
+
+
 def main(argv=None):
     args = arguments().parse_args(argv)
     keras.utils.set_random_seed(0)
     x = np.random.default_rng(0).random((args.batch_size, 784), "float32")
-    variants = dict(VARIANTS)
-    ratios = list(RATIOS)
-    if keras.backend.backend() == "torch":
-        variants["kl_keras_ops"] = VARIANTS["kl"]
-        ratios += TORCH_RATIOS
     models = {
-        name: build_autoencoder(
+        name: autoencoder.build_autoencoder(
             variant, "both", "sgd", jit_compile=JIT[args.jit_compile]
         )
-        for name, variant in variants.items()
+        for name, variant in VARIANTS.items()
     }
     times = interleave(
-        {name: _step(model, x, name) for name, model in models.items()},
+        {name: autoencoder.training_step(m, x) for name, m in models.items()},
         rounds=args.rounds,
         calls=args.steps,
         warmup=args.warmup,
@@ -123,32 +95,8 @@ def main(argv=None):
         f"{args.batch_size}, jit_compile={args.jit_compile}: {args.rounds} "
         f"interleaved rounds of {args.steps} steps"
     )
-    print("\n".join(timing_lines(times, ratios)))
+    print("\n".join(timing_lines(times, RATIOS)))
     return 0
-
-
-def _step(model, x, name):
-    if name != "kl_keras_ops":
-        return lambda: model.train_on_batch(x, x)
-
-    def step():
-        with _through_keras_ops():
-            model.train_on_batch(x, x)
-
-    return step
-
-
-@contextlib.contextmanager
-def _through_keras_ops():
-    """The penalty as TensorFlow and JAX run it: PyTorch's direct torch calls
-    and cached constants switched off (the library's own switches)."""
-    functions, scalar = regularizers._functions, regularizers._scalar
-    regularizers._functions = lambda: ops
-    regularizers._scalar = lambda value: value
-    try:
-        yield
-    finally:
-        regularizers._functions, regularizers._scalar = functions, scalar
 
 
 if __name__ == "__main__":

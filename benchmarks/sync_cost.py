@@ -2,84 +2,42 @@
 
 Times training steps of the seed's 784-200-784 autoencoder (KL(rho=0.01,
 beta=3) on both layers, SGD, MSE) with the synchronized penalty
-(cross_replica=True, the default: one extra all-reduce per layer and step,
-of 201 and 785 floats) and with the per-replica penalty
-(cross_replica=False), interleaved round by round. Prints the median step
-times and the cost of synchronization as a share of a step.
-
-Backends (the one Keras runs on; KERAS_BACKEND defaults to tensorflow
-here):
-  tensorflow  tf.distribute.MirroredStrategy on two logical CPU devices of
-              one process (the replicas share the process's CPU threads);
-              with --tf-strategy multi_worker, MultiWorkerMirroredStrategy:
-              the script starts 2 worker processes on 127.0.0.1, one
-              compute thread each, so each replica has a core of its own on
-              a 2-core machine, and both step the models in the same
-              interleaved order through the train_step that fit runs
-  torch       torch.nn.parallel.DistributedDataParallel: the script starts
-              2 processes on 127.0.0.1 (gloo), one CPU thread each, so each
-              replica has a core of its own on a 2-core machine; each steps
-              both models in the same interleaved order and the first prints;
-              it also times the penalty's all-reduces alone (201 and 785
-              floats), to show where the time goes
-
-Timings need a quiet machine.
+(cross_replica=True, the default: one all-reduce per layer and step, of 201
+and 785 floats) and the per-replica one (cross_replica=False), interleaved
+round by round; then those two all-reduces alone. Timings need a quiet
+machine. Backends (KERAS_BACKEND, tensorflow by default here):
+  tensorflow  MirroredStrategy on two logical CPU devices of one process;
+              with --tf-strategy multi_worker, MultiWorkerMirroredStrategy
+              in 2 worker processes on 127.0.0.1 that run train_step as
+              fit does
+  torch       DistributedDataParallel in 2 processes on 127.0.0.1 (gloo)
+Processes have one compute thread each (a core each on a 2-core machine),
+step the models in the same order, and the first prints.
 """
 
+import json
 import os
+import sys
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+import common  # first: examples/ on sys.path, no Keras
 
-import common  # noqa: E402, F401, I001  (first: examples/ on sys.path, then quiet)
-
-import json  # noqa: E402
-import sys  # noqa: E402
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from common import (  # noqa: E402
-    build_autoencoder,
-    config,
-    interleave,
-    timing_lines,
-    versions,
-)
-from runs import (  # noqa: E402
-    RunError,
-    launch_local_processes,
-    local_tf_workers,
-    local_torch_group,
-    parser,
-    positive_int,
-    run,
-)
+import runs
 
 EXAMPLE = ".venv/bin/python benchmarks/sync_cost.py --rounds 40 --steps 10"
 REPLICAS = 2
+BACKENDS = ("tensorflow", "torch")
+COUNTS = {
+    "--rounds": (40, "interleaved rounds; each model is timed once a round"),
+    "--steps": (10, "training steps of each model per round"),
+    "--warmup": (5, "untimed steps of each model first"),
+    "--batch-size": (256, "global batch, split over the replicas"),
+}
 
 
 def arguments():
     """The command line."""
-    arguments = parser(__doc__, EXAMPLE)
-    arguments.add_argument(
-        "--rounds",
-        type=positive_int,
-        default=40,
-        help="interleaved rounds; each model is timed once per round "
-        "(default: 40)",
-    )
-    arguments.add_argument(
-        "--steps",
-        type=positive_int,
-        default=10,
-        help="training steps of each model per round (default: 10)",
-    )
-    arguments.add_argument(
-        "--warmup",
-        type=positive_int,
-        default=5,
-        help="untimed steps of each model first (default: 5)",
-    )
+    arguments = runs.parser(__doc__, EXAMPLE)
+    common.add_counts(arguments, COUNTS)
     arguments.add_argument(
         "--tf-strategy",
         choices=["mirrored", "multi_worker"],
@@ -88,104 +46,116 @@ def arguments():
         "two local worker processes of one compute thread each "
         "(default: mirrored)",
     )
-    arguments.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=256,
-        help="global batch, split over the replicas (default: 256)",
-    )
     return arguments
+
+
+def parse_args(argv):
+    """The arguments, checked with KERAS_BACKEND (tensorflow if unset), and
+    the environments of the local processes to start (none in one)."""
+    command_line = arguments()
+    args = command_line.parse_args(argv)
+    if args.batch_size % REPLICAS:
+        command_line.error(
+            f"--batch-size {args.batch_size} does not split into {REPLICAS} "
+            "equal shares"
+        )
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend not in BACKENDS:
+        command_line.error(
+            f"no sync-cost measurement for KERAS_BACKEND={backend}; set it "
+            f"to one of {list(BACKENDS)}"
+        )
+    if args.tf_strategy != "mirrored" and backend != "tensorflow":
+        command_line.error(
+            f"--tf-strategy {args.tf_strategy} is TensorFlow's; with the "
+            f"{backend} backend, set KERAS_BACKEND=tensorflow or drop it"
+        )
+    args.processes = []
+    if backend == "torch" and "RANK" not in os.environ:
+        args.processes = runs.local_torch_group(REPLICAS)
+    if args.tf_strategy != "mirrored" and "TF_CONFIG" not in os.environ:
+        args.processes = runs.local_tf_workers(REPLICAS)
+    return args
+
+
+if __name__ == "__main__":
+    group = parse_args(sys.argv[1:]).processes  # before Keras starts
+    if group:  # a launcher: it starts the processes that measure, no Keras
+        runs.run(
+            lambda: runs.launch_local_processes(__file__, sys.argv[1:], group)
+        )
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+from autoencoder import build_autoencoder, training_step  # noqa: E402, I001
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    args = arguments().parse_args(argv)
-    backend = keras.backend.backend()
-    if backend not in MEASUREMENTS:
-        raise RunError(
-            f"no sync-cost measurement for the {backend} backend; set "
-            f"KERAS_BACKEND to one of {sorted(MEASUREMENTS)}"
-        )
-    if args.tf_strategy != "mirrored" and backend != "tensorflow":
-        raise RunError(
-            f"--tf-strategy {args.tf_strategy} is TensorFlow's; with the "
-            f"{backend} backend, set KERAS_BACKEND=tensorflow or drop it"
-        )
-    if args.batch_size % REPLICAS:
-        raise RunError(
-            f"--batch-size {args.batch_size} does not split into {REPLICAS} "
-            "equal shares"
-        )
-    if backend == "torch" and "RANK" not in os.environ:
-        return launch_local_processes(
-            __file__, argv, local_torch_group(REPLICAS)
-        )
-    multi_worker = backend == "tensorflow" and args.tf_strategy != "mirrored"
-    if multi_worker and "TF_CONFIG" not in os.environ:
-        return launch_local_processes(
-            __file__, argv, local_tf_workers(REPLICAS)
-        )
+    args = parse_args(argv)
+    if args.processes:
+        return runs.launch_local_processes(__file__, argv, args.processes)
+    backend = os.environ["KERAS_BACKEND"]
+    multi_worker = args.tf_strategy != "mirrored"
     x = np.random.default_rng(0).random((args.batch_size, 784), "float32")
     measure = measure_multi_worker if multi_worker else MEASUREMENTS[backend]
     times, setting, notes = measure(args, x)
-    if not _first_process():
-        return 0
-    print(", ".join(f"{key} {value}" for key, value in versions().items()))
-    print(
-        f"{setting}, global batch {args.batch_size}, {args.rounds} "
-        f"interleaved rounds of {args.steps} steps"
-    )
-    print("\n".join(timing_lines(times, [("synchronized", "per_replica")])))
-    if notes:
-        print("\n".join(notes))
+    task = json.loads(os.environ.get("TF_CONFIG", '{"task": {}}'))["task"]
+    if task.get("index", int(os.environ.get("RANK", 0))) == 0:
+        versions = common.versions().items()
+        print(", ".join(f"{key} {value}" for key, value in versions))
+        print(
+            f"{setting}, global batch {args.batch_size}, {args.rounds} "
+            f"interleaved rounds of {args.steps} steps"
+        )
+        pairs = [("synchronized", "per_replica")]
+        print("\n".join(common.timing_lines(times, pairs) + notes))
     return 0
 
 
-def _penalized_autoencoder(cross_replica):
-    model = build_autoencoder(config("kl", 3.0, rho=0.01), "both", "sgd")
-    for name in ("code", "reconstruction"):
-        model.get_layer(name).activity_regularizer.cross_replica = cross_replica
-    return model
+def _timed(args, steps, all_reduce, between):
+    """Interleaved times of the two models' `steps`, and lines that show the
+    penalty's all-reduces (one per layer: 201 and 785 floats) alone, each
+    made by `all_reduce(floats)`."""
+    rounds = {"rounds": args.rounds, "calls": args.steps, "warmup": args.warmup}
+    times = common.interleave(steps, **rounds)
+    sizes = {f"all_reduce of {n} floats": all_reduce(n) for n in (201, 785)}
+    notes = [f"the penalty's all-reduces alone, between the {between}:"]
+    bare = common.timing_lines(common.interleave(sizes, **rounds), [])
+    return times, notes + bare[1:]
 
 
-def _logical_cpus(count):
-    """Splits the CPU into `count` logical devices, before TF starts."""
-    import tensorflow as tf
-
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    try:
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * count
-        )
-    except RuntimeError as error:
-        if len(tf.config.list_logical_devices("CPU")) < count:
-            raise RunError(
-                f"cannot split the CPU into {count} devices now that "
-                f"TensorFlow has started ({error}); run the script in a "
-                "fresh process"
-            ) from error
-    return [f"/cpu:{i}" for i in range(count)]
+def _penalized_autoencoders(kl=common.config("kl", 3.0, rho=0.01)):
+    keras.utils.set_random_seed(0)
+    models = {}
+    for name, synchronized in (("synchronized", True), ("per_replica", False)):
+        models[name] = build_autoencoder(kl, "both", "sgd")
+        for layer in ("code", "reconstruction"):
+            penalty = models[name].get_layer(layer).activity_regularizer
+            penalty.cross_replica = synchronized
+    return models
 
 
 def measure_tensorflow(args, x):
     """Step times under `tf.distribute.MirroredStrategy` on logical CPUs."""
     import tensorflow as tf
 
-    strategy = tf.distribute.MirroredStrategy(_logical_cpus(REPLICAS))
-    keras.utils.set_random_seed(0)
-    with strategy.scope():
-        models = {
-            "synchronized": _penalized_autoencoder(True),
-            "per_replica": _penalized_autoencoder(False),
-        }
-    times = interleave(
-        {name: _step(model, x) for name, model in models.items()},
-        rounds=args.rounds,
-        calls=args.steps,
-        warmup=args.warmup,
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    devices = [tf.config.LogicalDeviceConfiguration()] * REPLICAS
+    try:  # possible only before TensorFlow starts: in a fresh process
+        tf.config.set_logical_device_configuration(cpu, devices)
+    except RuntimeError as error:
+        if len(tf.config.list_logical_devices("CPU")) < REPLICAS:
+            raise runs.RunError(f"cannot split the CPU: {error}") from error
+    strategy = tf.distribute.MirroredStrategy(
+        [f"/cpu:{i}" for i in range(REPLICAS)]
     )
-    notes = _bare_all_reduces(
-        lambda n: _strategy_all_reduce(strategy, tf.ones(n)), args, "replicas"
+    with strategy.scope():
+        models = _penalized_autoencoders()
+    steps = {name: training_step(model, x) for name, model in models.items()}
+    times, notes = _timed(
+        args, steps, lambda n: _all_reduce(strategy, tf.ones(n)), "replicas"
     )
     setting = (
         f"tensorflow {tf.__version__}: MirroredStrategy, "
@@ -196,7 +166,8 @@ def measure_tensorflow(args, x):
 
 def measure_multi_worker(args, x):
     """Step times of one worker of `MultiWorkerMirroredStrategy` (TF_CONFIG
-    is set), with one compute thread."""
+    is set), with one compute thread. Keras 3.15's `fit` cannot start under
+    this strategy: each step runs `train_step` as `fit` would."""
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
@@ -207,18 +178,13 @@ def measure_multi_worker(args, x):
     batch = strategy.experimental_distribute_values_from_function(
         lambda context: (mine, mine)
     )
-    keras.utils.set_random_seed(0)
     steps = {}
     with strategy.scope():
-        for name, flag in (("synchronized", True), ("per_replica", False)):
-            model = _penalized_autoencoder(flag)
+        for name, model in _penalized_autoencoders().items():
             model.optimizer.build(model.trainable_variables)
             steps[name] = _strategy_step(strategy, model, batch)
-    times = interleave(
-        steps, rounds=args.rounds, calls=args.steps, warmup=args.warmup
-    )
-    notes = _bare_all_reduces(
-        lambda n: _strategy_all_reduce(strategy, tf.ones(n)), args, "workers"
+    times, notes = _timed(
+        args, steps, lambda n: _all_reduce(strategy, tf.ones(n)), "workers"
     )
     setting = (
         f"tensorflow {tf.__version__}: MultiWorkerMirroredStrategy, "
@@ -229,18 +195,12 @@ def measure_multi_worker(args, x):
 
 
 def _strategy_step(strategy, model, batch):
-    """One training step of `model` on `batch`, as `fit` runs it (Keras
-    3.15's `fit` cannot start under `MultiWorkerMirroredStrategy`)."""
     import tensorflow as tf
 
-    @tf.function
-    def step():
-        strategy.run(model.train_step, args=(batch,))
-
-    return step
+    return tf.function(lambda: strategy.run(model.train_step, args=(batch,)))
 
 
-def _strategy_all_reduce(strategy, value):
+def _all_reduce(strategy, value):
     """The all-reduce the penalty does, alone, in a replica context."""
     import tensorflow as tf
 
@@ -251,16 +211,10 @@ def _strategy_all_reduce(strategy, value):
     return tf.function(lambda: strategy.run(replica_sum))
 
 
-def _first_process():
-    """Whether this is the process that prints: the only one, rank 0 of a
-    torch group or the chief of a TF cluster."""
-    if "TF_CONFIG" in os.environ:
-        return json.loads(os.environ["TF_CONFIG"])["task"]["index"] == 0
-    return os.environ.get("RANK", "0") == "0"
-
-
 def measure_torch(args, x):
     """Step times of one process of a DDP group (RANK etc. are set)."""
+    import gc
+
     import torch
     import torch.distributed as dist
 
@@ -270,18 +224,25 @@ def measure_torch(args, x):
         rank, size = dist.get_rank(), dist.get_world_size()
         share = len(x) // size
         inputs = torch.as_tensor(x[rank * share : (rank + 1) * share])
-        keras.utils.set_random_seed(0)
         steps = {
-            name: _ddp_step(_penalized_autoencoder(flag), inputs)
-            for name, flag in (("synchronized", True), ("per_replica", False))
+            name: _ddp_step(model, inputs)
+            for name, model in _penalized_autoencoders().items()
         }
-        times = interleave(
-            steps, rounds=args.rounds, calls=args.steps, warmup=args.warmup
+        times, notes = _timed(
+            args,
+            steps,
+            lambda n: lambda: dist.all_reduce(torch.ones(n)),
+            "processes",
         )
-        notes = _bare_all_reduces(
-            lambda n: _all_reduce(torch.ones(n)), args, "processes"
-        )
-        _release_ddp(steps, dist)
+        # A gloo group whose last reference is a DDP wrapper freed after
+        # `destroy_process_group` can deadlock on the GIL as it is destroyed
+        # (torch 2.13: its worker thread decrefs a tensor while the main
+        # thread, holding the GIL, joins it). Freed first, once a barrier
+        # has drained the group's work, the wrappers leave the group to
+        # `destroy_process_group`.
+        steps.clear()
+        gc.collect()
+        dist.barrier()
     finally:
         dist.destroy_process_group()
     setting = (
@@ -289,42 +250,6 @@ def measure_torch(args, x):
         "processes (gloo, one CPU thread each)"
     )
     return times, setting, notes
-
-
-def _bare_all_reduces(make, args, between):
-    """Where the time goes: the penalty adds one all-reduce per layer to the
-    forward pass (201 and 785 floats here). Times them bare, each made by
-    `make(floats)`, and returns the lines that show them."""
-    bare = interleave(
-        {f"all_reduce of {n} floats": make(n) for n in (201, 785)},
-        rounds=args.rounds,
-        calls=args.steps,
-        warmup=args.warmup,
-    )
-    notes = [f"the penalty's all-reduces alone, between the {between}:"]
-    return notes + timing_lines(bare, [])[1:]
-
-
-def _release_ddp(wrappers, dist):
-    """Drops DDP wrappers while their process group is alive and idle.
-
-    A gloo group whose last reference is a DDP wrapper freed after
-    `destroy_process_group` can deadlock on the GIL as it is destroyed
-    (torch 2.13: its worker thread decrefs a tensor while the main thread,
-    holding the GIL, joins it). Freed first, the wrappers leave the group
-    to `destroy_process_group`, once a barrier has drained its work.
-    """
-    import gc
-
-    wrappers.clear()
-    gc.collect()
-    dist.barrier()
-
-
-def _all_reduce(value):
-    import torch.distributed as dist
-
-    return lambda: dist.all_reduce(value.clone())
 
 
 def _ddp_step(model, inputs):
@@ -344,13 +269,9 @@ def _ddp_step(model, inputs):
     return step
 
 
-def _step(model, x):
-    return lambda: model.train_on_batch(x, x)
-
-
-# One function per backend: (args, batch) -> (times, setting).
+# One function per backend: (args, batch) -> (times, setting, notes).
 MEASUREMENTS = {"tensorflow": measure_tensorflow, "torch": measure_torch}
 
 
 if __name__ == "__main__":
-    run(main)
+    runs.run(main)
