@@ -29,9 +29,9 @@ LEARNING_RATE = 0.5
 
 def data(batch=BATCH, steps=STEPS):
     """`batch * steps` examples; the halves of each batch differ."""
-    x = np.random.default_rng(0).random((batch * steps, FEATURES))
-    x[: len(x) // 2] *= 0.2
-    return x.astype("float32")
+    x = np.random.default_rng(0).random((steps, batch, FEATURES))
+    x[:, : batch // 2] *= 0.2
+    return x.reshape(-1, FEATURES).astype("float32")
 
 
 def batches(x, batch=BATCH):

@@ -1,15 +1,14 @@
-"""Data-parallel training equals one device with the same global batch.
+"""Data-parallel training over several processes equals one device with the
+same global batch.
 
-Each scenario runs in fresh processes, since devices must be set up before
-the backend starts: two logical CPUs for `tf.distribute.MirroredStrategy`,
-two host devices for JAX's `keras.distribution.DataParallel`, two worker
-processes on 127.0.0.1 for `MultiWorkerMirroredStrategy`, and two processes
-in a gloo process group on 127.0.0.1 for PyTorch DDP. Each scenario runs in
-the test session of its own backend only, so that running the suite once
-per backend runs each scenario once.
+Two worker processes on 127.0.0.1 for `MultiWorkerMirroredStrategy`, two
+processes in a gloo process group for PyTorch DDP, each trained on the
+model of `regimes.py` (a dead and a saturated code unit, an L1 activity
+regularizer upstream, an L2 kernel regularizer). Each runs in the test
+session of its own backend only. The regimes that run in one process
+(`MirroredStrategy`, JAX `DataParallel`) are in `test_fresh_processes.py`.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import keras
 import numpy as np
 import pytest
 
+import regimes
 import runs
 from conftest import ROOT
 
@@ -32,150 +32,14 @@ def only_on(backend):
     )
 
 
-# Shared by every scenario: the model, the data and one training step.
-COMMON = textwrap.dedent(
-    """
-    import json, sys
-    import numpy as np
-
-    def build(keras, cross_replica=True):
-        from keras_sparsity import KLSparsityRegularizer, SparseDense
-        keras.utils.set_random_seed(1)
-        inputs = keras.Input((20,))
-        code = keras.layers.Dense(
-            8, activation="sigmoid",
-            activity_regularizer=KLSparsityRegularizer(
-                0.05, 3.0, cross_replica=cross_replica),
-        )(inputs)
-        code = SparseDense(6, rho=0.1, beta=2.0,
-                           cross_replica=cross_replica)(code)
-        outputs = keras.layers.Dense(20, activation="sigmoid")(code)
-        model = keras.Model(inputs, outputs)
-        model.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
-        return model
-
-    def data():
-        x = np.random.default_rng(0).random((16, 20)).astype("float32")
-        x[:8] *= 0.1  # the replicas' halves differ: local KLs differ
-        return x
-
-    def step(model, x):
-        model.fit(x, x, batch_size=len(x), epochs=1, shuffle=False,
-                  verbose=0)
-        return [np.asarray(w) for w in model.get_weights()]
-
-    def max_diff(a, b):
-        return max(float(np.max(np.abs(u - v))) for u, v in zip(a, b))
-    """
-)
-
-MIRRORED = COMMON + textwrap.dedent(
-    """
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import keras
-    x = data()
-    reference = step(build(keras), x)
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    result = {"replicas": strategy.num_replicas_in_sync}
-    for cross_replica in (True, False):
-        with strategy.scope():
-            model = build(keras, cross_replica)
-        result[str(cross_replica)] = max_diff(step(model, x), reference)
-    print("RESULT " + json.dumps(result))
-    """
-)
-
-JAX_DATA_PARALLEL = COMMON + textwrap.dedent(
-    """
-    import keras
-    x = data()
-    reference = step(build(keras), x)
-    devices = keras.distribution.list_devices()
-    keras.distribution.set_distribution(
-        keras.distribution.DataParallel(devices=devices))
-    distributed = step(build(keras), x)
-    print("RESULT " + json.dumps(
-        {"devices": len(devices), "True": max_diff(distributed, reference)}))
-    """
-)
-
-WORKER = (
-    COMMON
-    + """
-import tensorflow as tf
-import keras
-strategy = tf.distribute.MultiWorkerMirroredStrategy()
-x = data()
-with strategy.scope():
-    model = build(keras)
-    model.optimizer.build(model.trainable_variables)
-# Keras 3.15's fit() cannot start under MultiWorkerMirroredStrategy (its
-# symbolic build reduces a PerReplica batch eagerly), so run the very
-# train_step that fit() runs, with strategy.run.
-options = tf.data.Options()
-policy = tf.data.experimental.AutoShardPolicy.DATA
-options.experimental_distribute.auto_shard_policy = policy
-dataset = tf.data.Dataset.from_tensor_slices((x, x)).batch(len(x))
-dataset = dataset.with_options(options)
-@tf.function
-def train(batch):
-    strategy.run(model.train_step, args=(batch,))
-for batch in strategy.experimental_distribute_dataset(dataset):
-    train(batch)
-weights = [np.asarray(w) for w in model.get_weights()]
-if json.loads(__import__("os").environ["TF_CONFIG"])["task"]["index"] == 0:
-    np.savez(sys.argv[1], *weights)
-"""
-)
-
-REFERENCE = COMMON + textwrap.dedent(
-    """
-    import keras
-    np.savez(sys.argv[1], *step(build(keras), data()))
-    """
-)
-
-
-def run_python(code, env, *args, timeout=300):
-    completed = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return completed.stdout
-
-
-def parse_result(stdout):
-    line = next(x for x in stdout.splitlines() if x.startswith("RESULT "))
-    return json.loads(line[len("RESULT ") :])
-
-
-@only_on("tensorflow")
-def test_mirrored_strategy_matches_one_device(subprocess_env):
-    env = {**subprocess_env, "KERAS_BACKEND": "tensorflow"}
-    result = parse_result(run_python(MIRRORED, env))
-    assert result["replicas"] == 2
-    assert result["True"] < 1e-5
-    # The per-replica penalty is a different objective, as documented.
-    assert result["False"] > 1e-3
-
-
-@only_on("jax")
-def test_jax_data_parallel_matches_one_device(subprocess_env):
-    env = {
-        **subprocess_env,
-        "KERAS_BACKEND": "jax",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+@pytest.fixture
+def env():
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "KERAS_BACKEND": BACKEND,
     }
-    result = parse_result(run_python(JAX_DATA_PARALLEL, env))
-    assert result["devices"] == 2
-    assert result["True"] < 1e-5
 
 
 def run_processes(commands, tmp_path, timeout=300):
@@ -208,29 +72,88 @@ def run_processes(commands, tmp_path, timeout=300):
             log.close()
 
 
+def check_against_one_device(saved):
+    """Steps applied, the loss each process computed (their mean per step,
+    against the float64 loss of the global batch at the weights of one
+    float32 device) and the final weights (against that device's).
+
+    On Keras >= 3.14, which divides an activity-regularizer loss by the
+    batch size, the mean over the replicas of their L1 losses is the L1 loss
+    of the global batch."""
+    x = regimes.data()
+    expected_losses, expected_weights = regimes.reference_run(x)
+    assert int(saved["steps"]) == regimes.STEPS
+    np.testing.assert_allclose(
+        saved["losses"].mean(axis=0), expected_losses, rtol=1e-5
+    )
+    weights = {
+        name: (saved[f"{name}_kernel"], saved[f"{name}_bias"])
+        for name in ("hidden", "code", "out")
+    }
+    assert regimes.max_difference(weights, expected_weights) < 1e-5
+    return weights
+
+
+WORKER = textwrap.dedent(
+    """
+    import json, os, sys
+    import numpy as np
+    import tensorflow as tf
+    import keras
+    import regimes
+
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    rank = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+    with strategy.scope():
+        model = regimes.build()
+        model.optimizer.build(model.trainable_variables)
+    # Keras 3.15's fit() cannot start under MultiWorkerMirroredStrategy
+    # (its symbolic build reduces a PerReplica batch eagerly), so run the
+    # very train_step that fit() runs, with strategy.run; the strategy
+    # gives each worker its half of every batch.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA)
+    x = regimes.data()
+    dataset = tf.data.Dataset.from_tensor_slices((x, x)).batch(regimes.BATCH)
+    dataset = strategy.experimental_distribute_dataset(
+        dataset.with_options(options))
+
+    @tf.function
+    def train(batch):
+        return strategy.run(model.train_step, args=(batch,))["loss"]
+
+    losses = []
+    for batch in dataset:
+        model.reset_metrics()  # each step's own loss, not a running mean
+        losses.append(float(strategy.reduce("MEAN", train(batch), None)))
+    if rank == 0:
+        np.savez(
+            sys.argv[1],
+            losses=[losses],
+            steps=int(model.optimizer.iterations.numpy()),
+            **{f"{name}_{part}": value
+               for name, weights in regimes.get_weights(model).items()
+               for part, value in zip(("kernel", "bias"), weights)},
+        )
+    """
+)
+
+
 @only_on("tensorflow")
-def test_multi_worker_mirrored_strategy_matches_one_device(
-    tmp_path, subprocess_env
-):
-    env = {**subprocess_env, "KERAS_BACKEND": "tensorflow"}
-    run_python(REFERENCE, env, str(tmp_path / "reference.npz"))
-    script = [sys.executable, "-c", WORKER, str(tmp_path / "distributed.npz")]
+def test_multi_worker_mirrored_strategy_matches_one_device(tmp_path, env):
+    # One replica per worker: the penalty of the global batch. The loss
+    # logged is the mean over the replicas.
+    script = [sys.executable, "-c", WORKER, str(tmp_path / "workers.npz")]
     run_processes(
         [(script, {**env, **worker}) for worker in runs.local_tf_workers(2)],
         tmp_path,
     )
-    reference = np.load(tmp_path / "reference.npz")
-    distributed = np.load(tmp_path / "distributed.npz")
-    assert len(reference.files) == len(distributed.files) == 6
-    for key in reference.files:
-        np.testing.assert_allclose(
-            distributed[key], reference[key], atol=1e-5, rtol=0
-        )
+    check_against_one_device(np.load(tmp_path / "workers.npz"))
 
 
 @only_on("tensorflow")
-def test_multi_worker_example_runs(subprocess_env):
-    env = {**subprocess_env, "KERAS_BACKEND": "tensorflow"}
+def test_multi_worker_example_runs(env):
     env.pop("TF_CONFIG", None)
     completed = subprocess.run(
         [
@@ -251,82 +174,86 @@ def test_multi_worker_example_runs(subprocess_env):
     assert "2 replicas; mean code activation" in completed.stdout
 
 
-TORCH_DDP = COMMON + textwrap.dedent(
+TORCH_DDP = textwrap.dedent(
     """
-    import os
+    import os, sys
     import keras
+    import numpy as np
     import torch
     import torch.distributed as dist
+    import regimes
 
-    def torch_step(model, module, x):
-        # One SGD step as keras.io's DDP guide trains a Keras model: a
-        # PyTorch loop, with the layers' losses added to the data loss.
-        optimizer = torch.optim.SGD(module.parameters(), lr=0.5)
-        inputs = torch.as_tensor(x)
-        outputs = module(inputs)
-        loss = torch.mean((outputs - inputs) ** 2) + sum(model.losses)
+    # A PyTorch loop around DistributedDataParallel, as keras.io's guide
+    # trains a Keras model, each process on its half of every batch: the
+    # loss is the data loss plus the layers' losses.
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    cross_replica = sys.argv[2] == "global"
+    model = regimes.build(cross_replica=None if cross_replica else False)
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    optimizer = torch.optim.SGD(ddp.parameters(), lr=regimes.LEARNING_RATE)
+    losses = []
+    for batch in regimes.batches(regimes.data()):
+        half = torch.as_tensor(np.split(batch, 2)[rank])
+        loss = torch.mean((ddp(half) - half) ** 2) + sum(model.losses)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        return [keras.ops.convert_to_numpy(w.value) for w in model.weights]
+        losses.append(float(loss))
+    if rank == 0:
+        # One process alone predicts: no all-reduce may wait for the other
+        # (a pass without gradients penalizes its own batch).
+        model.predict(regimes.data(), verbose=0)
+    gathered = [None, None]
+    dist.all_gather_object(gathered, losses)
+    if rank == 0:
+        np.savez(
+            sys.argv[1],
+            losses=np.array(gathered),
+            steps=regimes.STEPS,
+            **{f"{name}_{part}": value
+               for name, weights in regimes.get_weights(model).items()
+               for part, value in zip(("kernel", "bias"), weights)},
+        )
+    # DDP freed first, then the group, once idle: a gloo group whose last
+    # reference is a DDP wrapper can deadlock as it is destroyed.
+    import gc
 
-    x = data()
-    distributed = "RANK" in os.environ
-    if distributed:
-        dist.init_process_group("gloo")
-        rank, size = dist.get_rank(), dist.get_world_size()
-        x = x[rank * len(x) // size : (rank + 1) * len(x) // size]
-    for cross_replica in (True, False):
-        model = build(keras, cross_replica)
-        module = torch.nn.parallel.DistributedDataParallel(model) if (
-            distributed) else model
-        weights = torch_step(model, module, x)
-        if not distributed or rank == 0:
-            np.savez(f"{sys.argv[1]}-{cross_replica}.npz", *weights)
-            # One process alone predicts: no all-reduce may wait for the
-            # others (a pass without gradients penalizes its own batch).
-            model.predict(x, verbose=0)
-    if distributed:
-        # DDP freed first, then the group, once idle: a gloo group whose
-        # last reference is a DDP wrapper can deadlock as it is destroyed.
-        import gc
-
-        del module
-        gc.collect()
-        dist.barrier()
-        dist.destroy_process_group()
+    del ddp
+    gc.collect()
+    dist.barrier()
+    dist.destroy_process_group()
     """
 )
 
 
 @only_on("torch")
-def test_torch_ddp_matches_one_process(tmp_path, subprocess_env):
-    env = {**subprocess_env, "KERAS_BACKEND": "torch"}
-    script = [sys.executable, "-c", TORCH_DDP]
-    run_processes([(script + [str(tmp_path / "one")], env)], tmp_path)
-    run_processes(
-        [
-            (script + [str(tmp_path / "ddp")], {**env, **process})
-            for process in runs.local_torch_group(2)
-        ],
-        tmp_path,
-    )
-    difference = {}
-    for cross_replica in (True, False):
-        one = np.load(tmp_path / f"one-{cross_replica}.npz")
-        ddp = np.load(tmp_path / f"ddp-{cross_replica}.npz")
-        assert len(one.files) == len(ddp.files) == 6
-        difference[cross_replica] = max(
-            float(np.max(np.abs(one[key] - ddp[key]))) for key in one.files
+def test_torch_ddp_matches_one_process(tmp_path, env):
+    for penalty in ("global", "own"):
+        run_processes(
+            [
+                (
+                    [sys.executable, "-c", TORCH_DDP]
+                    + [str(tmp_path / f"{penalty}.npz"), penalty],
+                    {**env, **process},
+                )
+                for process in runs.local_torch_group(2)
+            ],
+            tmp_path,
         )
-    assert difference[True] < 1e-5
-    # Each process penalizes its own half: a different objective.
-    assert difference[False] > 1e-3
+    weights = check_against_one_device(np.load(tmp_path / "global.npz"))
+    # Each process penalizing its own half is another objective: its
+    # weights are off by ten times the tolerance of the match above.
+    own = np.load(tmp_path / "own.npz")
+    difference = max(
+        float(np.max(np.abs(own[f"{name}_kernel"] - weights[name][0])))
+        for name in weights
+    )
+    assert difference > 1e-4
 
 
 @only_on("torch")
-def test_torch_ddp_example_runs(subprocess_env):
-    env = {**subprocess_env, "KERAS_BACKEND": "torch"}
+def test_torch_ddp_example_runs(env):
     completed = subprocess.run(
         [
             sys.executable,
