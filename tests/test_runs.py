@@ -5,11 +5,13 @@ import errno
 import json
 import os
 import shutil
+import subprocess
 import sys
 
 import pytest
 
 import runs
+from conftest import ROOT
 from data import DataError
 from runs import (
     Artifacts,
@@ -448,3 +450,71 @@ def test_positive_int(text, message):
         positive_int(text)
     assert str(info.value) == message
 
+
+EXAMPLES = os.path.join(ROOT, "examples")
+SCRIPTS = sorted(
+    name
+    for name in os.listdir(EXAMPLES)
+    if name.endswith(".py")
+    and 'if __name__ == "__main__":'
+    in open(os.path.join(EXAMPLES, name)).read()
+)
+NO_KERAS = """
+import contextlib, io, json, runpy, sys
+sys.path.insert(0, {examples!r})
+for name in ("keras", "tensorflow", "jax", "torch"):
+    sys.modules[name] = None  # importing one fails: none may be needed
+found = {{}}
+for script, argv in {calls!r}:
+    out, err = io.StringIO(), io.StringIO()
+    sys.argv = [script, *argv]
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            runpy.run_path(f"{examples}/{{script}}", run_name="__main__")
+            code = "returned"
+        except SystemExit as exit:
+            code = exit.code
+        except ImportError as error:
+            code = f"imported {{error}}"
+    call = " ".join([script, *argv])
+    found[call] = [code, out.getvalue(), err.getvalue()]
+print(json.dumps(found))
+"""
+
+
+def test_every_script_answers_its_command_line_before_importing_keras(
+    subprocess_env,
+):
+    """`--help`, a bad flag, and torch_ddp.py without PyTorch: in one fresh
+    process where Keras, TensorFlow, JAX and PyTorch cannot be imported."""
+    assert {"mnist_sparse_autoencoder.py", "torch_ddp.py"} <= set(SCRIPTS)
+    calls = [(s, ["--help"]) for s in SCRIPTS]
+    calls += [(s, ["--no-such-flag"]) for s in SCRIPTS]
+    calls.append(("torch_ddp.py", ["--synthetic"]))
+    script = NO_KERAS.format(examples=EXAMPLES, calls=calls)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    for name in SCRIPTS:
+        code, out, err = found[f"{name} --help"]
+        assert (code, err) == (0, ""), name
+        assert out.startswith("usage: ") and "\nexample:\n  " in out, name
+        code, out, err = found[f"{name} --no-such-flag"]
+        assert (code, out) == (2, ""), name
+        assert err == (
+            f"{name}: error: unrecognized arguments: --no-such-flag "
+            "(see --help)\n"
+        )
+    assert found["torch_ddp.py --synthetic"] == [
+        2,
+        "",
+        "error: torch_ddp.py needs PyTorch, which is not installed; for the "
+        "CPU build: pip install torch==2.13.0 --index-url "
+        "https://download.pytorch.org/whl/cpu\n",
+    ]
