@@ -208,7 +208,9 @@ class Artifacts:
     def __init__(self, output_dir, names, overwrite=False):
         self.output_dir = output_dir
         self.names = list(names)
-        self._target = os.path.abspath(output_dir)
+        # The real path: every spelling of the folder shares one lock, and a
+        # link to a folder is not swapped for a new folder.
+        self._target = os.path.realpath(output_dir)
         self._parent, self._base = os.path.split(self._target)
         self._lock = self._staging = None
         self._committed = False

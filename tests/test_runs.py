@@ -135,6 +135,14 @@ def test_results_are_kept_unless_overwrite_then_replaced_whole(tmp_path):
     # model.
     assert contents(out) == {"model.keras": "new"}
     assert os.listdir(tmp_path) == ["run"]
+    # Through a link, the folder it points to is replaced; the link stays.
+    os.symlink("run", tmp_path / "link")
+    with Artifacts(str(tmp_path / "link"), NAMES, overwrite=True) as artifacts:
+        write(artifacts, "newer")
+        artifacts.commit()
+    assert os.path.islink(tmp_path / "link")
+    assert contents(out) == {"metrics.json": "newer", "model.keras": "newer"}
+    assert sorted(os.listdir(tmp_path)) == ["link", "run"]
 
 
 def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path, monkeypatch):
@@ -147,6 +155,10 @@ def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path, monkeypatch):
             f"{tmp_path / '.run.lock'}); wait for it to end, or choose "
             "another --output-dir"
         )
+        os.symlink("run", "link")
+        with pytest.raises(RunError, match="^link: another run is writing"):
+            Artifacts("link", NAMES)  # the same folder, through a link
+        os.remove("link")
         Artifacts("run-2", NAMES).__exit__(None, None, None)  # another: free
     with pytest.raises(KeyboardInterrupt):
         with Artifacts("run", NAMES):
