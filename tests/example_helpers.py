@@ -5,10 +5,11 @@ import contextlib
 import io
 import os
 
+import keras
 import numpy as np
 import pytest
 
-from conftest import load_script
+from conftest import kl_penalty_reference, load_script
 from data import DEBIAN_FASHION_MNIST, IDX_FILES, read_idx
 
 REAL_TRAIN, REAL_TEST = 1024, 256
@@ -81,3 +82,23 @@ def real_run(name, tmp_path_factory):
             images["y_test"].astype(np.int64),
         )
     return _made[name]
+
+
+def batch_penalties(activations, rho, beta, batch_size):
+    """The mean over batches (weighted by size) of each batch's penalty."""
+    starts = range(0, len(activations), batch_size)
+    return sum(
+        len(activations[s : s + batch_size])
+        * kl_penalty_reference(activations[s : s + batch_size], rho, beta)
+        for s in starts
+    ) / len(activations)
+
+
+def weight_decay(model):
+    """The model's L2 weight decay, in float64."""
+    return sum(
+        layer.kernel_regularizer.l2
+        * np.sum(keras.ops.convert_to_numpy(layer.kernel).astype("f8") ** 2)
+        for layer in model.layers
+        if getattr(layer, "kernel_regularizer", None)
+    )

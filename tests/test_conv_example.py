@@ -6,7 +6,12 @@ import os
 import keras
 import numpy as np
 import pytest
-from example_helpers import real_images, real_run
+from example_helpers import (
+    batch_penalties,
+    real_images,
+    real_run,
+    weight_decay,
+)
 
 from keras_sparsity import ACTIVE_THRESHOLD, KLSparsityRegularizer
 
@@ -128,16 +133,8 @@ def test_the_real_run_learns_and_explains_its_val_loss(
     model, encoder = code_model(folder)
     codes = encoder.predict(x_test, verbose=0)
     penalty = model.get_layer("code").activity_regularizer
-    batches = [codes[start : start + 32] for start in range(0, 256, 32)]
-    kl = np.mean(
-        [kl_penalty_reference(b, penalty.rho, penalty.beta) for b in batches]
-    )
-    decay = sum(
-        layer.kernel_regularizer.l2
-        * np.sum(to_numpy(layer.kernel).astype("f8") ** 2)
-        for layer in model.layers
-        if getattr(layer, "kernel_regularizer", None)
-    )
+    kl = batch_penalties(codes, penalty.rho, penalty.beta, batch_size=32)
+    decay = weight_decay(model)
     parts = metrics["validation_loss"]
     assert parts["activity_penalty"] == pytest.approx(kl, rel=1e-4)
     assert parts["weight_decay"] == pytest.approx(decay, rel=1e-5)

@@ -10,7 +10,12 @@ import sys
 import keras
 import numpy as np
 import pytest
-from example_helpers import real_images, real_run
+from example_helpers import (
+    batch_penalties,
+    real_images,
+    real_run,
+    weight_decay,
+)
 
 from keras_sparsity import ACTIVE_THRESHOLD
 
@@ -59,25 +64,6 @@ def tiny_argv(tmp_path, *flags):
     """Flags for one epoch on 32 random images in an IDX folder."""
     write_idx_dataset(tmp_path / "data", n_train=32, n_test=8)
     return ["--data-dir", str(tmp_path / "data"), "--epochs", "1", *flags]
-
-
-def batch_penalties(activations, rho, beta, batch_size):
-    """The mean over batches (weighted by size) of each batch's penalty."""
-    starts = range(0, len(activations), batch_size)
-    return sum(
-        len(activations[s : s + batch_size])
-        * kl_penalty_reference(activations[s : s + batch_size], rho, beta)
-        for s in starts
-    ) / len(activations)
-
-
-def weight_decay(model):
-    return sum(
-        layer.kernel_regularizer.l2
-        * np.sum(keras.ops.convert_to_numpy(layer.kernel).astype("f8") ** 2)
-        for layer in model.layers
-        if getattr(layer, "kernel_regularizer", None)
-    )
 
 
 def check_validation_loss(metrics, model, x_test, batch_size):
