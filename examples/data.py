@@ -106,7 +106,8 @@ def _find_idx(folder, stem):
 
 def _load_npz(path):
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        # Opened here, so that it is closed whatever np.load raises.
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as archive:
             missing = {"x_train", "x_test"} - set(archive.files)
             if missing:
                 raise DataError(

@@ -4,6 +4,7 @@ import argparse
 import errno
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -92,7 +93,7 @@ def write(artifacts, text, names=NAMES):
 def contents(folder):
     """`{name: text}` of the files in `folder`."""
     return {
-        name: open(os.path.join(folder, name)).read()
+        name: pathlib.Path(folder, name).read_text()
         for name in sorted(os.listdir(folder))
     }
 
@@ -468,8 +469,7 @@ SCRIPTS = sorted(
     name
     for name in os.listdir(EXAMPLES)
     if name.endswith(".py")
-    and 'if __name__ == "__main__":'
-    in open(os.path.join(EXAMPLES, name)).read()
+    and 'if __name__ == "__main__":' in pathlib.Path(EXAMPLES, name).read_text()
 )
 NO_KERAS = """
 import contextlib, io, json, runpy, sys
