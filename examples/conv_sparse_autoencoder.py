@@ -20,25 +20,10 @@ steps an epoch want --epochs 100); --data-dir reads a folder of IDX files
 or a .npz with x_train and x_test (labels are not needed).
 """
 
-import quiet  # noqa: F401, I001  (first: Keras without TensorFlow's noise)
-
-import json
 import math
-import platform
-import time
+import sys
 
-import keras
-import numpy as np
-
-import keras_sparsity
 from data import IMAGE_SHAPE, describe, load_dataset
-from keras_sparsity import (
-    KLSparsityRegularizer,
-    SparsityMonitor,
-    plot_filters,
-    plot_reconstructions,
-    sparsity_statistics,
-)
 from runs import (
     Artifacts,
     add_dataset_arguments,
@@ -89,6 +74,86 @@ QUICK = {"epochs": 3, "train_images": 10_000}
 SHOWN_IMAGES = 4  # test images whose code channels are drawn
 
 
+def parse_args(argv):
+    arguments = parser(
+        __doc__,
+        ".venv/bin/python examples/conv_sparse_autoencoder.py "
+        "--dataset fashion_mnist",
+    )
+    add_dataset_arguments(
+        arguments,
+        data_dir_help=(
+            "read a folder of the four IDX files or a .npz with x_train and "
+            "x_test instead (no download)"
+        ),
+    )
+    add_quick_arguments(
+        arguments, RECIPE, QUICK, epochs_help="{defaults}", quick_help="epochs"
+    )
+    add_seed_arguments(arguments, verbose=2)
+    add_output_arguments(arguments, "runs/<dataset>-conv[-quick]")
+    args = arguments.parse_args(argv)
+    quick_defaults(args, RECIPE, QUICK, "conv")
+    return args
+
+
+if __name__ == "__main__":
+    parse_args(sys.argv[1:])  # --help and bad flags answer before Keras loads
+
+import quiet  # noqa: E402, F401, I001  (before Keras: no TensorFlow noise)
+
+import json  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import training  # noqa: E402
+from keras_sparsity import (  # noqa: E402
+    KLSparsityRegularizer,
+    plot_filters,
+    plot_reconstructions,
+)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    with Artifacts(args.output_dir, OUTPUTS, args.overwrite) as artifacts:
+        x_train, x_test = load_images(args)
+        print(
+            f"{describe(args.dataset)}: {len(x_train)} training and "
+            f"{len(x_test)} test images; {args.epochs} epochs, batch "
+            f"{args.batch_size}"
+        )
+        keras.utils.set_random_seed(args.seed)
+        model = build_model()
+        model.summary()
+        history, seconds = training.fit(
+            model,
+            x_train,
+            x_train,
+            args,
+            validation_data=(x_test, x_test),
+            history_csv=artifacts.path("history.csv"),
+            monitor_data=x_test,
+        )
+        result = training.evaluate(model, x_test, x_train.mean(axis=0))
+        draw_pictures(artifacts, model, x_test, result)
+        reload_matches, reloaded = training.save_and_reload(
+            model, artifacts.path("model.keras"), x_test
+        )
+        metrics = metrics_of(args, model, history, result, x_train, x_test)
+        metrics.update(
+            train_seconds=seconds,
+            reloaded_test_mse=training.mse(reloaded, x_test),
+            reload_matches=reload_matches,
+        )
+        with open(artifacts.path("metrics.json"), "w") as f:
+            json.dump(metrics, f, indent=2)
+        artifacts.commit()
+    print_summary(args, metrics)
+    return 0 if metrics["reload_matches"] else 1
+
+
 def build_model():
     """Image -> 14x14x16 sigmoid code with KL per channel -> image."""
     beta = RECIPE["beta_notes"] * 2 / PIXELS  # see RECIPE
@@ -125,84 +190,6 @@ def build_model():
     model = keras.Model(inputs, outputs, name="conv_sparse_autoencoder")
     model.compile(optimizer=RECIPE["optimizer"](), loss="mse")
     return model
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    with Artifacts(args.output_dir, OUTPUTS, args.overwrite) as artifacts:
-        x_train, x_test = load_images(args)
-        print(
-            f"{describe(args.dataset)}: {len(x_train)} training and "
-            f"{len(x_test)} test images; {args.epochs} epochs, batch "
-            f"{args.batch_size}"
-        )
-        keras.utils.set_random_seed(args.seed)
-        model = build_model()
-        model.summary()
-        monitor = SparsityMonitor("code", data=x_test[:2000])
-        history_csv = keras.callbacks.CSVLogger(artifacts.path("history.csv"))
-        start = time.perf_counter()
-        history = model.fit(
-            x_train,
-            x_train,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            shuffle=True,
-            validation_data=(x_test, x_test),
-            verbose=args.verbose,
-            callbacks=[monitor, history_csv],
-        )
-        train_seconds = time.perf_counter() - start
-
-        code_layer = model.get_layer("code")
-        encoder = keras.Model(model.inputs, code_layer.output)
-        codes = encoder.predict(x_test, batch_size=1024, verbose=0)
-        reconstructions = model.predict(x_test, batch_size=1024, verbose=0)
-        stats = sparsity_statistics(
-            codes, regularizer=code_layer.activity_regularizer
-        )
-        draw_pictures(artifacts, code_layer, x_test, codes, reconstructions)
-        reloaded_mse = save_and_reload(
-            model, artifacts.path("model.keras"), x_test
-        )
-        metrics = metrics_of(
-            args, model, history, stats, x_train, x_test, reconstructions
-        )
-        metrics.update(
-            train_seconds=train_seconds,
-            reloaded_test_mse=reloaded_mse,
-            reload_matches=bool(
-                np.isclose(reloaded_mse, metrics["test_mse"], rtol=1e-6)
-            ),
-        )
-        with open(artifacts.path("metrics.json"), "w") as f:
-            json.dump(metrics, f, indent=2)
-        artifacts.commit()
-    print_summary(args, metrics)
-    return 0 if metrics["reload_matches"] else 1
-
-
-def parse_args(argv):
-    arguments = parser(
-        __doc__,
-        ".venv/bin/python examples/conv_sparse_autoencoder.py "
-        "--dataset fashion_mnist",
-    )
-    add_dataset_arguments(
-        arguments,
-        data_dir_help=(
-            "read a folder of the four IDX files or a .npz with x_train and "
-            "x_test instead (no download)"
-        ),
-    )
-    add_quick_arguments(
-        arguments, RECIPE, QUICK, epochs_help="{defaults}", quick_help="epochs"
-    )
-    add_seed_arguments(arguments, verbose=2)
-    add_output_arguments(arguments, "runs/<dataset>-conv[-quick]")
-    args = arguments.parse_args(argv)
-    quick_defaults(args, RECIPE, QUICK, "conv")
-    return args
 
 
 def load_images(args):
@@ -243,12 +230,13 @@ def plot_code_channels(images, codes):
     return figure
 
 
-def draw_pictures(artifacts, code_layer, x_test, codes, reconstructions):
-    # Test images from all over the set: mnist_5k's is sorted by digit.
+def draw_pictures(artifacts, model, x_test, result):
+    # Test images from all over the set.
     shown = np.linspace(0, len(x_test) - 1, 10).astype(int)
     channels = np.linspace(0, len(x_test) - 1, SHOWN_IMAGES).astype(int)
+    codes, reconstructions = result["codes"], result["reconstructions"]
     for name, figure in (
-        ("filters.png", plot_filters(code_layer)),
+        ("filters.png", plot_filters(model.get_layer("code"))),
         (
             "code_channels.png",
             plot_code_channels(x_test[channels], codes[channels]),
@@ -261,29 +249,20 @@ def draw_pictures(artifacts, code_layer, x_test, codes, reconstructions):
         figure.savefig(artifacts.path(name), dpi=100)
 
 
-def save_and_reload(model, path, x_test):
-    """Saves the model, loads it back and returns its test MSE."""
-    model.save(path)
-    reloaded = keras.saving.load_model(path)
-    predictions = reloaded.predict(x_test, batch_size=1024, verbose=0)
-    return float(np.mean((predictions - x_test) ** 2, dtype=np.float64))
-
-
-def metrics_of(args, model, history, stats, x_train, x_test, reconstructions):
+def metrics_of(args, model, history, result, x_train, x_test):
     penalty = model.get_layer("code").activity_regularizer
+    stats = result["stats"]
     return {
         "dataset": args.dataset,
         "data": describe(args.dataset),
         "train_images": len(x_train),
         "test_images": len(x_test),
-        "test_mse": float(
-            np.mean((reconstructions - x_test) ** 2, dtype=np.float64)
-        ),
-        "mean_image_mse": float(np.mean((x_test - x_train.mean(0)) ** 2)),
-        "rho": penalty.rho,
-        "beta": penalty.beta,
+        "test_mse": result["test_mse"],
+        "mean_image_mse": result["mean_image_mse"],
+        "rho": float(penalty.rho),
+        "beta": float(penalty.beta),
         "beta_notes": RECIPE["beta_notes"],
-        "code_shape": list(model.get_layer("code").output.shape[1:]),
+        "code_shape": list(result["codes"].shape[1:]),
         **{
             key: stats[key]
             for key in (
@@ -297,18 +276,12 @@ def metrics_of(args, model, history, stats, x_train, x_test, reconstructions):
             )
         },
         "parameters": model.count_params(),
-        "history": {
-            key: [float(v) for v in values]
-            for key, values in history.history.items()
-        },
+        "validation_loss": training.validation_loss(
+            model, x_test, args.batch_size
+        ),
+        "history": history,
         "arguments": vars(args),
-        "versions": {
-            "keras_sparsity": keras_sparsity.__version__,
-            "keras": keras.__version__,
-            "backend": keras.backend.backend(),
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-        },
+        "versions": training.versions(),
     }
 
 
@@ -323,6 +296,13 @@ def print_summary(args, metrics):
         f"{metrics['train_seconds']:.0f} s of training"
     )
     print(f"Firing rate of each channel: {rates}")
+    note = training.val_loss_note(
+        metrics["validation_loss"],
+        metrics["history"]["val_loss"][-1],
+        metrics["test_images"],
+    )
+    if note:
+        print(note)
     print(
         f"Reloaded model.keras: test MSE {metrics['reloaded_test_mse']:.5f} "
         + ("matches." if metrics["reload_matches"] else "DOES NOT MATCH.")

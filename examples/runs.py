@@ -4,22 +4,29 @@
   (`<script>: error: ...`) with exit status 2; `add_dataset_arguments`,
   `add_seed_arguments`, `add_quick_arguments` (with `quick_defaults`) and
   `add_output_arguments` define the flags the scripts have in common.
-- `Artifacts` owns an `--output-dir`: it refuses a folder that already holds
-  results unless `--overwrite` is given, checks that it can write there
-  before any work starts, writes every file under a temporary name and
-  renames them all at the end (`metrics.json` last), leaves no empty
-  folder behind when a run fails before that, and clears the temporary
-  folders of runs that were killed.
-- `run(main)` turns a `DataError` or `RunError` into one line on stderr and
-  exit status 2, never a traceback.
+- `Artifacts` owns an `--output-dir` for one run: a lock keeps a second
+  run out, a folder that already holds results is refused unless
+  `--overwrite` is given, and the run's files are written to a staging
+  folder and appear in the output folder all at once at the end, or not
+  at all (see its docstring).
+- `run(main)` turns a `DataError`, a `RunError` or an `OSError` (a full
+  disk, no permission) into one line on stderr and exit status 2, never a
+  traceback.
 - `launch_local_processes` starts the processes of a data-parallel example
   on this machine and stops them all in any case; `local_torch_group` and
   `local_tf_workers` give each its environment.
+
+Nothing here imports Keras: a script parses its arguments before Keras
+starts, so that `--help` and a bad flag answer at once.
 """
 
 import argparse
+import ctypes
+import errno
+import fcntl
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -82,19 +89,28 @@ def add_dataset_arguments(
     arguments.add_argument("--data-dir", help=data_dir_help)
 
 
-def add_seed_arguments(arguments, verbose):
-    """`--seed` and `--verbose` (Keras's fit verbosity, `verbose` unless
-    given), as every example takes them."""
+def add_seed_arguments(arguments, verbose=None):
+    """`--seed` and `--verbose` (Keras's fit verbosity), as every example
+    takes them. `--verbose` defaults to `verbose`, or, when that is None,
+    to 1 (a progress bar) on a terminal and 2 (one line an epoch) when
+    the output goes to a file or a pipe."""
     arguments.add_argument(
         "--seed", type=int, default=0, help="random seed (default: 0)"
     )
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+        default = (
+            "1, a progress bar, on a terminal; 2, one line an epoch, when "
+            "the output goes to a file"
+        )
+    else:
+        default = f"{verbose}" + (", one line an epoch" if verbose == 2 else "")
     arguments.add_argument(
         "--verbose",
         type=int,
         choices=[0, 1, 2],
         default=verbose,
-        help=f"Keras's fit verbosity (default: {verbose}"
-        + (", one line an epoch)" if verbose == 2 else ")"),
+        help=f"Keras's fit verbosity (default: {default})",
     )
 
 
@@ -159,10 +175,28 @@ def add_output_arguments(arguments, default_help):
 
 
 class Artifacts:
-    """The files of one run in `output_dir`, written all at once at the end.
+    """The files of one run in `output_dir`: they appear all at once, or none.
 
-    Use as a context manager; `path(name)` is where to write a file now,
-    `commit()` moves every file written into place.
+    Use as a context manager around the whole run: `path(name)` is where to
+    write a file during the run, `commit()` puts every file written into
+    `output_dir` at the end.
+
+    - A lock beside the folder (`.<folder>.lock`, an `flock` held until the
+      run ends in any way, even killed) keeps a second run out: it stops
+      with one line instead of mixing its files with the first one's.
+    - A folder that holds results (a file of `names`) is refused unless
+      `overwrite`.
+    - The files are written to a staging folder beside the folder
+      (`.<folder>.partial-<pid>`). When the folder holds nothing but the
+      run's files, or does not exist yet, `commit()` swaps the staging
+      folder in by one rename, and then removes the old results. In a
+      folder shared with other files (`docs/`), or on a system without an
+      atomic swap, it moves the old results aside, then moves the new ones
+      in, and puts everything back if a rename fails; a run killed between
+      those renames is rolled back by the next run into the folder.
+    - An `OSError` in the `with` block (a full disk, no permission, a
+      folder where a file should be) becomes a one-line `RunError`, and
+      the folder stays as it was.
 
     Args:
         output_dir: The folder.
@@ -174,96 +208,224 @@ class Artifacts:
     def __init__(self, output_dir, names, overwrite=False):
         self.output_dir = output_dir
         self.names = list(names)
-        existing = [
-            name
-            for name in self.names
-            if os.path.exists(os.path.join(output_dir, name))
-        ]
-        if existing and not overwrite:
-            raise RunError(
-                f"{output_dir} already holds results ({', '.join(existing)}); "
-                "pass --overwrite to replace them, or choose another "
-                "--output-dir"
-            )
-        self._created = not os.path.isdir(output_dir)
-        _remove_stale_staging(output_dir)
-        self._staging = os.path.join(output_dir, f".partial-{os.getpid()}")
+        # The real path: every spelling of the folder shares one lock, and a
+        # link to a folder is not swapped for a new folder.
+        self._target = os.path.realpath(output_dir)
+        self._parent, self._base = os.path.split(self._target)
+        self._lock = self._staging = None
+        self._committed = False
         try:
-            os.makedirs(self._staging, exist_ok=True)
-            probe = os.path.join(self._staging, ".write-test")
-            with open(probe, "w") as f:
-                f.write("ok")
-            os.remove(probe)
-        except OSError as error:
-            self._discard()
-            raise RunError(
-                f"{output_dir}: cannot write there ({error.strerror})"
-            ) from error
+            os.makedirs(self._parent, exist_ok=True)
+            self._lock = _take_lock(self._beside("lock"), output_dir)
+            if os.path.lexists(self._target) and not os.path.isdir(
+                self._target
+            ):
+                raise RunError(f"{output_dir}: exists and is not a folder")
+            self._recover()
+            existing = [
+                name
+                for name in self.names
+                if os.path.lexists(os.path.join(self._target, name))
+            ]
+            if existing and not overwrite:
+                raise RunError(
+                    f"{output_dir} already holds results "
+                    f"({', '.join(existing)}); pass --overwrite to replace "
+                    "them, or choose another --output-dir"
+                )
+            self._staging = self._beside(f"partial-{os.getpid()}")
+            os.mkdir(self._staging)
+        except BaseException as error:
+            self._release()
+            if isinstance(error, OSError):
+                raise RunError(
+                    f"{output_dir}: cannot write there ({_reason(error)})"
+                ) from error
+            raise
 
     def __enter__(self):
         return self
 
     def __exit__(self, kind, error, traceback):
-        self._discard()
+        try:
+            if self._staging:
+                shutil.rmtree(self._staging, ignore_errors=True)
+        finally:
+            self._release()
+        if isinstance(error, OSError):
+            reason = _reason(error).replace(self._staging, self.output_dir)
+            if self._committed:
+                raise RunError(f"{self.output_dir}: {reason}") from error
+            raise RunError(
+                f"{self.output_dir}: could not write the results ({reason}); "
+                "nothing there was changed"
+            ) from error
         return False
 
     def path(self, name):
-        """Where to write `name` during the run (a temporary name)."""
+        """Where to write `name` during the run (in the staging folder)."""
         if name not in self.names:
             raise ValueError(f"{name!r} is not one of {self.names}")
         return os.path.join(self._staging, name)
 
     def commit(self):
-        """Moves every written file into `output_dir`, `metrics.json` last."""
+        """Puts every file written into `output_dir`, replacing the old
+        results as a whole; returns their paths."""
         written = [
             name
             for name in self.names
-            if os.path.exists(os.path.join(self._staging, name))
+            if os.path.lexists(os.path.join(self._staging, name))
         ]
-        written.sort(key=lambda name: name == "metrics.json")
-        for name in written:
-            os.replace(
-                os.path.join(self._staging, name),
-                os.path.join(self.output_dir, name),
-            )
+        if not os.path.lexists(self._target):
+            os.rename(self._staging, self._target)
+        elif set(os.listdir(self._target)) <= set(self.names) and _exchange(
+            self._staging, self._target
+        ):
+            shutil.rmtree(self._staging, ignore_errors=True)  # old results
+        else:
+            self._replace_files(written)
+        self._committed = True
         return [os.path.join(self.output_dir, name) for name in written]
 
-    def _discard(self):
-        shutil.rmtree(self._staging, ignore_errors=True)
-        if self._created and os.path.isdir(self.output_dir):
+    def _beside(self, kind):
+        return os.path.join(self._parent, f".{self._base}.{kind}")
+
+    def _replace_files(self, written):
+        """Moves the old results aside, the new ones in; undoes it all if
+        a rename fails. The journal's removal is the moment of commit."""
+        aside = self._beside(f"old-{os.getpid()}")
+        existing = [
+            name
+            for name in self.names
+            if os.path.lexists(os.path.join(self._target, name))
+        ]
+        try:
+            os.mkdir(aside)
+            with open(os.path.join(aside, JOURNAL), "w") as f:
+                json.dump({"existing": existing, "written": written}, f)
+            for name in existing:
+                os.rename(
+                    os.path.join(self._target, name), os.path.join(aside, name)
+                )
+            for name in written:
+                os.rename(
+                    os.path.join(self._staging, name),
+                    os.path.join(self._target, name),
+                )
+            os.remove(os.path.join(aside, JOURNAL))  # the commit
+        except BaseException:
+            self._roll_back(aside)
+            raise
+        shutil.rmtree(aside, ignore_errors=True)
+
+    def _roll_back(self, aside):
+        """Puts back the old results that `_replace_files` moved aside."""
+        try:
+            with open(os.path.join(aside, JOURNAL)) as f:
+                journal = json.load(f)
+        except (OSError, ValueError):
+            journal = None  # no journal: nothing was moved, or all was
+        if journal is not None:
+            for name in dict.fromkeys(journal["existing"] + journal["written"]):
+                old = os.path.join(aside, name)
+                new = os.path.join(self._target, name)
+                if name in journal["existing"] and not os.path.lexists(old):
+                    continue  # never moved aside: `new` is the old file
+                if os.path.lexists(new):
+                    _remove(new)
+                if os.path.lexists(old):
+                    os.rename(old, new)
+        shutil.rmtree(aside, ignore_errors=True)
+
+    def _recover(self):
+        """Clears what runs into this folder left when they were killed:
+        staging folders, and old results moved aside (put back)."""
+        pattern = re.compile(
+            re.escape(f".{self._base}.") + r"(partial|old)-\d+"
+        )
+        for entry in sorted(os.listdir(self._parent)):
+            found = pattern.fullmatch(entry)
+            if found and found.group(1) == "old":
+                self._roll_back(os.path.join(self._parent, entry))
+            elif found:
+                shutil.rmtree(
+                    os.path.join(self._parent, entry), ignore_errors=True
+                )
+
+    def _release(self):
+        if self._lock is not None:
+            path, handle = self._lock
             try:
-                os.rmdir(self.output_dir)  # only if the run left it empty
+                os.remove(path)  # before unlocking: see _take_lock
             except OSError:
                 pass
+            handle.close()
+            self._lock = None
 
 
-def _remove_stale_staging(output_dir):
-    """Removes the `.partial-<pid>` folders of runs that were killed."""
-    if not os.path.isdir(output_dir):
-        return
-    for name in os.listdir(output_dir):
-        prefix, _, pid = name.partition(".partial-")
-        if prefix or not pid.isdigit() or _running(int(pid)):
-            continue
-        shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+JOURNAL = ".journal.json"
 
 
-def _running(pid):
+def _take_lock(path, output_dir):
+    """`(path, open file)` holding an exclusive `flock` on `path`."""
+    while True:
+        handle = open(path, "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise RunError(
+                f"{output_dir}: another run is writing its results there "
+                f"(it holds {path}); wait for it to end, or choose another "
+                "--output-dir"
+            ) from None
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        if current and os.path.samestat(current, os.fstat(handle.fileno())):
+            return path, handle
+        handle.close()  # the lock file of a run that has just ended
+
+
+def _exchange(a, b):
+    """Swaps two paths in one step (Linux's `renameat2` with
+    `RENAME_EXCHANGE`); False where the system cannot."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
         return False
-    except PermissionError:
-        return True  # another user's process
+    at_cwd, exchange = -100, 2
+    if renameat2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), exchange):
+        code = ctypes.get_errno()
+        if code in (errno.ENOSYS, errno.EINVAL):  # no such call, or flag
+            return False
+        raise OSError(code, os.strerror(code), b)
     return True
 
 
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.remove(path)
+
+
+def _reason(error):
+    text = error.strerror or str(error)
+    return f"{text}: {error.filename}" if error.filename else text
+
+
 def run(main):
-    """Runs `main()` and exits with its status; bad input exits with 2."""
+    """Runs `main()` and exits with its status. Bad input, and any
+    `OSError` (a full disk, no permission), exit with 2 and one line."""
     try:
         status = main()
     except (DataError, RunError) as error:
         print(f"error: {error}", file=sys.stderr)
+        status = 2
+    except OSError as error:
+        print(f"error: {_reason(error)}", file=sys.stderr)
         status = 2
     sys.exit(status)
 

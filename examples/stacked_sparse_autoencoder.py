@@ -30,23 +30,11 @@ test; its 32 steps an epoch want --epochs 100); --data-dir reads a folder
 of IDX files or a .npz with x_train, y_train, x_test and y_test.
 """
 
-import quiet  # noqa: F401, I001  (first: Keras without TensorFlow's noise)
-
 import contextlib
-import json
-import platform
+import sys
 import time
 
-import keras
-import numpy as np
-
-import keras_sparsity
 from data import DataError, describe, load_dataset
-from keras_sparsity import (
-    KLSparsityRegularizer,
-    plot_filters,
-    sparsity_statistics,
-)
 from runs import (
     Artifacts,
     add_dataset_arguments,
@@ -102,69 +90,6 @@ RECIPE = {
 QUICK = {"epochs": 3, "train_images": 10_000}
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    with Artifacts(args.output_dir, OUTPUTS, args.overwrite) as artifacts:
-        train, test = load_labelled_data(args)
-        print(
-            f"{describe(args.dataset)}: {len(train[0])} training and "
-            f"{len(test[0])} test images; {args.epochs} epochs a step, "
-            f"batch {args.batch_size}"
-        )
-        keras.utils.set_random_seed(args.seed)
-        seconds, reloads = {}, {}
-        # 1-2. Greedy: each autoencoder learns to encode the codes of the
-        # one before (the images for the first).
-        pretraining, inputs = [], (train[0], test[0])
-        for number, settings in enumerate(AUTOENCODERS, start=1):
-            name = f"autoencoder{number}"
-            with timed(seconds, name):
-                autoencoder = train_autoencoder(name, settings, inputs[0], args)
-            reloads[name] = save_and_reload(
-                autoencoder, artifacts.path(f"{name}.keras"), inputs[1]
-            )
-            pretraining.append((autoencoder, settings, inputs[1]))
-            inputs = tuple(encode(autoencoder, x) for x in inputs)
-        # 3. A softmax layer on the second codes.
-        with timed(seconds, "softmax"):
-            head = train_softmax(inputs[0], train[1], args)
-        # 4. The stacked network, before and after fine-tuning.
-        classifier = stack(
-            [autoencoder for autoencoder, *_ in pretraining], head
-        )
-        pretrained_accuracy = accuracy(classifier, test)
-        reloads["pretrained"] = save_and_reload(
-            classifier, artifacts.path("pretrained.keras"), test[0]
-        )
-        with timed(seconds, "fine_tuning"):
-            fine_tuning = fit_classifier(
-                classifier, args.epochs, train, test, args
-            )
-        reloads["classifier"] = save_and_reload(
-            classifier, artifacts.path("classifier.keras"), test[0]
-        )
-        # 5. The same network from random weights, with the same budget.
-        scratch = build_classifier("scratch")
-        with timed(seconds, "scratch"):
-            from_scratch = fit_classifier(
-                scratch, 4 * args.epochs, train, test, args
-            )
-        draw_pictures(artifacts, pretraining)
-        metrics = {
-            "test_accuracy": accuracy(classifier, test),
-            "pretrained_test_accuracy": pretrained_accuracy,
-            "scratch_test_accuracy": accuracy(scratch, test),
-            "layers": [layer_report(*step) for step in pretraining],
-            **bookkeeping(args, train, test, classifier, seconds, reloads),
-            "history": {"fine_tuning": fine_tuning, "scratch": from_scratch},
-        }
-        with open(artifacts.path("metrics.json"), "w") as f:
-            json.dump(metrics, f, indent=2)
-        artifacts.commit()
-    print_summary(args, metrics)
-    return 0 if metrics["reload_matches"] else 1
-
-
 def parse_args(argv):
     arguments = parser(
         __doc__,
@@ -191,6 +116,83 @@ def parse_args(argv):
     args = arguments.parse_args(argv)
     quick_defaults(args, RECIPE, QUICK, "stacked")
     return args
+
+
+if __name__ == "__main__":
+    parse_args(sys.argv[1:])  # --help and bad flags answer before Keras loads
+
+import quiet  # noqa: E402, F401, I001  (before Keras: no TensorFlow noise)
+
+import json  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import training  # noqa: E402
+from keras_sparsity import KLSparsityRegularizer, plot_filters  # noqa: E402
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    with Artifacts(args.output_dir, OUTPUTS, args.overwrite) as artifacts:
+        train, test = load_labelled_data(args)
+        print(
+            f"{describe(args.dataset)}: {len(train[0])} training and "
+            f"{len(test[0])} test images; {args.epochs} epochs a step, "
+            f"batch {args.batch_size}"
+        )
+        keras.utils.set_random_seed(args.seed)
+        seconds, reloads = {}, {}
+        # 1-2. Greedy: each autoencoder learns to encode the codes of the
+        # one before (the images for the first).
+        pretraining, inputs = [], (train[0], test[0])
+        for number, settings in enumerate(AUTOENCODERS, start=1):
+            name = f"autoencoder{number}"
+            with timed(seconds, name):
+                autoencoder = train_autoencoder(name, settings, inputs[0], args)
+            reloads[name], _ = training.save_and_reload(
+                autoencoder, artifacts.path(f"{name}.keras"), inputs[1]
+            )
+            pretraining.append((autoencoder, settings, inputs[1]))
+            inputs = tuple(training.encode(autoencoder, x) for x in inputs)
+        # 3. A softmax layer on the second codes.
+        with timed(seconds, "softmax"):
+            head = train_softmax(inputs[0], train[1], args)
+        # 4. The stacked network, before and after fine-tuning.
+        classifier = stack(
+            [autoencoder for autoencoder, *_ in pretraining], head
+        )
+        pretrained_accuracy = accuracy(classifier, test)
+        reloads["pretrained"], _ = training.save_and_reload(
+            classifier, artifacts.path("pretrained.keras"), test[0]
+        )
+        with timed(seconds, "fine_tuning"):
+            fine_tuning = fit_classifier(
+                classifier, args.epochs, train, test, args
+            )
+        reloads["classifier"], _ = training.save_and_reload(
+            classifier, artifacts.path("classifier.keras"), test[0]
+        )
+        # 5. The same network from random weights, with the same budget.
+        scratch = build_classifier("scratch")
+        with timed(seconds, "scratch"):
+            from_scratch = fit_classifier(
+                scratch, 4 * args.epochs, train, test, args
+            )
+        draw_pictures(artifacts, pretraining)
+        metrics = {
+            "test_accuracy": accuracy(classifier, test),
+            "pretrained_test_accuracy": pretrained_accuracy,
+            "scratch_test_accuracy": accuracy(scratch, test),
+            "layers": [layer_report(*step) for step in pretraining],
+            **bookkeeping(args, train, test, classifier, seconds, reloads),
+            "history": {"fine_tuning": fine_tuning, "scratch": from_scratch},
+        }
+        with open(artifacts.path("metrics.json"), "w") as f:
+            json.dump(metrics, f, indent=2)
+        artifacts.commit()
+    print_summary(args, metrics)
+    return 0 if metrics["reload_matches"] else 1
 
 
 def load_labelled_data(args):
@@ -253,23 +255,8 @@ def build_autoencoder(name, settings, size):
 def train_autoencoder(name, settings, x, args):
     model = build_autoencoder(name, settings, x.shape[1])
     model.compile(optimizer=RECIPE["pretrain_optimizer"](), loss="mse")
-    model.fit(
-        x,
-        x,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        shuffle=True,
-        verbose=args.verbose,
-    )
+    training.fit(model, x, x, args)
     return model
-
-
-def encoder_of(autoencoder):
-    return keras.Model(autoencoder.inputs, autoencoder.get_layer("code").output)
-
-
-def encode(autoencoder, x):
-    return encoder_of(autoencoder).predict(x, batch_size=1024, verbose=0)
 
 
 def train_softmax(codes, labels, args):
@@ -290,14 +277,7 @@ def train_softmax(codes, labels, args):
         optimizer=RECIPE["pretrain_optimizer"](),
         loss="sparse_categorical_crossentropy",
     )
-    head.fit(
-        codes,
-        labels,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        shuffle=True,
-        verbose=args.verbose,
-    )
+    training.fit(head, codes, labels, args)
     return head
 
 
@@ -343,58 +323,38 @@ def fit_classifier(model, epochs, train, test, args):
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    history = model.fit(
-        *train,
-        epochs=epochs,
-        batch_size=args.batch_size,
-        shuffle=True,
-        validation_data=test,
-        verbose=args.verbose,
+    history, _ = training.fit(
+        model, *train, args, epochs=epochs, validation_data=test
     )
-    return {
-        key: [float(v) for v in values]
-        for key, values in history.history.items()
-    }
+    return history
 
 
 def accuracy(classifier, test):
     x, y = test
-    predictions = classifier.predict(x, batch_size=1024, verbose=0)
+    predictions = classifier.predict(
+        x, batch_size=training.PREDICT_BATCH, verbose=0
+    )
     return float(np.mean(np.argmax(predictions, axis=1) == y))
-
-
-def save_and_reload(model, path, x):
-    """Saves `model`; whether the file reproduces its predictions on `x`."""
-    model.save(path)
-    reloaded = keras.saving.load_model(path)
-    expected = model.predict(x, batch_size=1024, verbose=0)
-    got = reloaded.predict(x, batch_size=1024, verbose=0)
-    return bool(np.allclose(got, expected, rtol=1e-6, atol=1e-7))
 
 
 def layer_report(autoencoder, settings, x_test):
     """An autoencoder's settings, sparsity and MSE on its test inputs."""
     code_layer = autoencoder.get_layer("code")
     penalty = code_layer.activity_regularizer
-    codes = encode(autoencoder, x_test)
-    stats = sparsity_statistics(codes, regularizer=penalty)
-    spread = np.percentile(codes.std(axis=0), [5, 25, 50, 75, 95])
-    reconstructions = autoencoder.predict(x_test, batch_size=1024, verbose=0)
+    # The MSE of answering every input with the mean test input.
+    result = training.evaluate(autoencoder, x_test, x_test.mean(axis=0))
+    stats = result["stats"]
+    spread = np.percentile(result["codes"].std(axis=0), [5, 25, 50, 75, 95])
     return {
         "units": code_layer.units,
         "inputs": int(x_test.shape[1]),
-        "rho": penalty.rho,
-        "beta": penalty.beta,
+        "rho": float(penalty.rho),
+        "beta": float(penalty.beta),
         "beta_notes": settings["beta_notes"],
         "l2": code_layer.kernel_regularizer.l2,
         "lambda_notes": settings["lambda_notes"],
-        "test_mse": float(
-            np.mean((reconstructions - x_test) ** 2, dtype=np.float64)
-        ),
-        # The MSE of answering every input with the mean test input.
-        "mean_input_mse": float(
-            np.mean((x_test - x_test.mean(axis=0)) ** 2, dtype=np.float64)
-        ),
+        "test_mse": result["test_mse"],
+        "mean_input_mse": result["mean_image_mse"],
         **{
             key: stats[key]
             for key in (
@@ -427,7 +387,7 @@ def draw_pictures(artifacts, pretraining):
     (first, *_), (second, _, first_codes) = pretraining
     w1 = keras.ops.convert_to_numpy(first.get_layer("code").kernel)
     w2 = keras.ops.convert_to_numpy(second.get_layer("code").kernel)
-    order = np.argsort(-encode(second, first_codes).std(axis=0))
+    order = np.argsort(-training.encode(second, first_codes).std(axis=0))
     for name, kernel, title in (
         ("filters.png", w1, "first layer: 200 filters W1"),
         (
@@ -459,13 +419,7 @@ def bookkeeping(args, train, test, classifier, seconds, reloads):
         "reloads": reloads,
         "reload_matches": all(reloads.values()),
         "arguments": vars(args),
-        "versions": {
-            "keras_sparsity": keras_sparsity.__version__,
-            "keras": keras.__version__,
-            "backend": keras.backend.backend(),
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-        },
+        "versions": training.versions(),
     }
 
 

@@ -17,23 +17,12 @@ default): every process adds the same penalty, and DDP's averaged gradients
 are those of one process with the whole batch.
 """
 
+import importlib.util
 import os
+import sys
 
-# DistributedDataParallel is PyTorch's.
-os.environ.setdefault("KERAS_BACKEND", "torch")
-
-import quiet  # noqa: E402, F401, I001  (Keras without TensorFlow's noise)
-
-import gc  # noqa: E402
-import sys  # noqa: E402
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from data import DATASETS, describe, load_dataset  # noqa: E402
-from keras_sparsity import sparsity_statistics  # noqa: E402
-from mnist_sparse_autoencoder import RECIPES, build_model  # noqa: E402
-from runs import (  # noqa: E402
+from data import DATASETS, describe, load_dataset
+from runs import (
     RunError,
     launch_local_processes,
     local_torch_group,
@@ -41,6 +30,77 @@ from runs import (  # noqa: E402
     positive_int,
     run,
 )
+
+NO_TORCH = (
+    "torch_ddp.py needs PyTorch, which is not installed; for the CPU build: "
+    "pip install torch==2.13.0 --index-url "
+    "https://download.pytorch.org/whl/cpu"
+)
+
+
+def parse_args(argv):
+    arguments = parser(
+        __doc__,
+        ".venv/bin/python examples/torch_ddp.py --dataset fashion_mnist",
+    )
+    arguments.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default="fashion_mnist",
+        help=f"data set (default: fashion_mnist); {describe('mnist_5k')}",
+    )
+    arguments.add_argument(
+        "--data-dir",
+        help="a folder of the four IDX files or a .npz with x_train, x_test",
+    )
+    arguments.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="random images instead of a data set (a quick check)",
+    )
+    arguments.add_argument(
+        "--processes",
+        type=positive_int,
+        default=2,
+        help="local processes to start when RANK is not set (default: 2)",
+    )
+    arguments.add_argument(
+        "--epochs", type=positive_int, default=1, help="default: 1"
+    )
+    arguments.add_argument(
+        "--steps",
+        type=positive_int,
+        help="stop each epoch after this many steps (default: all)",
+    )
+    arguments.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=256,
+        help="global batch, split equally between the processes (default: 256)",
+    )
+    arguments.add_argument(
+        "--seed", type=int, default=0, help="random seed (default: 0)"
+    )
+    return arguments.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args(sys.argv[1:])  # --help and bad flags answer before Keras loads
+    if importlib.util.find_spec("torch") is None:
+        print(f"error: {NO_TORCH}", file=sys.stderr)
+        sys.exit(2)
+    # DistributedDataParallel is PyTorch's.
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import quiet  # noqa: E402, F401, I001  (before Keras: no TensorFlow noise)
+
+import gc  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_sparsity import sparsity_statistics  # noqa: E402
+from mnist_sparse_autoencoder import RECIPES, build_model  # noqa: E402
 
 
 def main(argv=None):
@@ -139,52 +199,6 @@ def report(model, x_test, rank, dist):
         f"{stats['mean_activation']:.4f} (rho {code.activity_regularizer.rho})"
     )
     return spread
-
-
-def parse_args(argv):
-    arguments = parser(
-        __doc__,
-        ".venv/bin/python examples/torch_ddp.py --dataset fashion_mnist",
-    )
-    arguments.add_argument(
-        "--dataset",
-        choices=DATASETS,
-        default="fashion_mnist",
-        help=f"data set (default: fashion_mnist); {describe('mnist_5k')}",
-    )
-    arguments.add_argument(
-        "--data-dir",
-        help="a folder of the four IDX files or a .npz with x_train, x_test",
-    )
-    arguments.add_argument(
-        "--synthetic",
-        action="store_true",
-        help="random images instead of a data set (a quick check)",
-    )
-    arguments.add_argument(
-        "--processes",
-        type=positive_int,
-        default=2,
-        help="local processes to start when RANK is not set (default: 2)",
-    )
-    arguments.add_argument(
-        "--epochs", type=positive_int, default=1, help="default: 1"
-    )
-    arguments.add_argument(
-        "--steps",
-        type=positive_int,
-        help="stop each epoch after this many steps (default: all)",
-    )
-    arguments.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=256,
-        help="global batch, split equally between the processes (default: 256)",
-    )
-    arguments.add_argument(
-        "--seed", type=int, default=0, help="random seed (default: 0)"
-    )
-    return arguments.parse_args(argv)
 
 
 if __name__ == "__main__":

