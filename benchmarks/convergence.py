@@ -20,7 +20,6 @@ import sys
 import time
 
 import common  # first: examples/ on sys.path, no Keras
-
 import runs
 
 SCRIPT = "benchmarks/convergence.py"

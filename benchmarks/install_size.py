@@ -14,7 +14,6 @@ import sys
 import tempfile
 
 from common import ROOT  # first: examples/ on sys.path, no Keras
-
 from runs import RunError, parser, run
 
 EXTRAS = ("tensorflow", "jax", "torch", "examples", "dev")

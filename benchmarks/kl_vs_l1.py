@@ -25,7 +25,6 @@ import sys
 import time
 
 import common  # first: examples/ on sys.path, no Keras
-
 import runs
 
 SCRIPT = "benchmarks/kl_vs_l1.py"

@@ -6,9 +6,10 @@ the seeds), per-unit firing-rate histograms of the matched runs, and the
 convergence curves of benchmarks/convergence.py.
 """
 
-from common import describe_config
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullLocator
+
+from common import describe_config
 
 COLORS = {"none": "black", "l1": "tab:blue", "kl": "tab:red"}
 COLORS["topk"] = "tab:green"

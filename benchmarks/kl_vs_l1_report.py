@@ -22,7 +22,6 @@ import shlex
 import sys
 
 from common import BUDGET, TARGET, describe_config
-
 from runs import Artifacts, RunError, add_output_arguments, parser, run
 
 EXAMPLE = (

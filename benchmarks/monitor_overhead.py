@@ -11,7 +11,6 @@ their paired ratio. Timings need a quiet machine.
 import sys
 
 from common import add_counts  # first: examples/ on sys.path, no Keras
-
 from runs import parser, run
 
 EXAMPLE = ".venv/bin/python benchmarks/monitor_overhead.py --epochs 8"

@@ -21,7 +21,6 @@ none. Runs on any backend (KERAS_BACKEND). Needs a quiet machine.
 import sys
 
 from common import add_counts  # first: examples/ on sys.path, no Keras
-
 from runs import parser, run
 
 EXAMPLE = ".venv/bin/python benchmarks/overhead.py --rounds 60 --steps 20"

@@ -20,7 +20,6 @@ import os
 import sys
 
 import common  # first: examples/ on sys.path, no Keras
-
 import runs
 
 EXAMPLE = ".venv/bin/python benchmarks/sync_cost.py --rounds 40 --steps 10"

@@ -6,12 +6,6 @@ import os
 import keras
 import numpy as np
 import pytest
-from example_helpers import (
-    batch_penalties,
-    real_images,
-    real_run,
-    weight_decay,
-)
 
 from keras_sparsity import ACTIVE_THRESHOLD, KLSparsityRegularizer
 
@@ -23,6 +17,12 @@ from conftest import (
     read_metrics,
     run_cli,
     to_numpy,
+)
+from example_helpers import (
+    batch_penalties,
+    real_images,
+    real_run,
+    weight_decay,
 )
 from test_data import write_idx_dataset, write_npz_dataset
 

@@ -10,12 +10,6 @@ import sys
 import keras
 import numpy as np
 import pytest
-from example_helpers import (
-    batch_penalties,
-    real_images,
-    real_run,
-    weight_decay,
-)
 
 from keras_sparsity import ACTIVE_THRESHOLD
 
@@ -28,6 +22,12 @@ from conftest import (
     read_metrics,
     run_cli,
     unchanged,
+)
+from example_helpers import (
+    batch_penalties,
+    real_images,
+    real_run,
+    weight_decay,
 )
 from runs import Artifacts
 from test_data import fake_images, write_idx_dataset, write_npz_dataset

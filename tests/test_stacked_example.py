@@ -6,7 +6,6 @@ import os
 import keras
 import numpy as np
 import pytest
-from example_helpers import real_run
 
 from keras_sparsity import ACTIVE_THRESHOLD, KLSparsityRegularizer
 
@@ -17,6 +16,7 @@ from conftest import (
     read_metrics,
     run_cli,
 )
+from example_helpers import real_run
 from test_data import write_idx_dataset, write_npz_dataset
 
 OUTPUTS = [
