@@ -1,6 +1,7 @@
 """Callbacks: the sparsity of watched layers every epoch, and a warm-up of
 `beta`."""
 
+import collections.abc
 import math
 import numbers
 
@@ -96,6 +97,28 @@ def _leading_shapes(data):
     return [tuple(np.shape(x)) for x in data]
 
 
+def _is_dataset(data):
+    """Whether `data` is a `tf.data.Dataset` or `keras.utils.PyDataset`,
+    which `predict` can read again every epoch."""
+    return isinstance(data, keras.utils.PyDataset) or (
+        type(data).__module__.startswith("tensorflow")
+        and hasattr(data, "element_spec")
+    )
+
+
+def _check_data(data):
+    if isinstance(data, collections.abc.Iterator):
+        raise TypeError(
+            "Invalid type for argument `data` of SparsityMonitor: expected "
+            "model inputs that `predict` can read every epoch: an array, a "
+            "list or dict of arrays, a `tf.data.Dataset` or a "
+            "`keras.utils.PyDataset`. An iterator or generator is used up "
+            "after one epoch: wrap it in a `tf.data.Dataset` or a "
+            f"`PyDataset`. Received: data of type {type(data).__name__}"
+        )
+    return data
+
+
 class SparsityMonitor(keras.callbacks.Callback):
     """Adds the sparsity of watched layers to the logs at each epoch end.
 
@@ -112,17 +135,22 @@ class SparsityMonitor(keras.callbacks.Callback):
     are in `monitor.statistics[layer_name]`.
 
     It needs a functional or `Sequential` model, whose layers have symbolic
-    outputs, and checks the layers and the shape of `data` when training
-    starts. A layer called more than once in the model (a shared layer) is
-    measured at its first call. It costs one forward pass over `data` per
-    epoch: a few thousand examples are plenty (see
+    outputs. When training starts it checks the layers and the shape of
+    `data`, and measures once: activations outside the penalty's value
+    range (a ReLU code) raise the `ValueError` of `sparsity_statistics`
+    before the first step. A layer called more than once in the model (a
+    shared layer) is measured at its first call. It costs one forward pass
+    over `data` per epoch: a few thousand examples are plenty (see
     `benchmarks/monitor_overhead.py`).
 
     Args:
         layers: A layer of the model or its name, or a list of them.
-        data: Model inputs to measure on: an array, or a list or dict of
-            arrays for a model with several inputs.
-        batch_size: Batch size of the forward pass. Defaults to `256`.
+        data: Model inputs to measure on, which `predict` reads every
+            epoch: an array, a list or dict of arrays for a model with
+            several inputs, a `tf.data.Dataset` or a `keras.utils.PyDataset`
+            (not a generator, which one epoch would use up).
+        batch_size: Batch size of the forward pass over arrays. Defaults
+            to `256`.
         active_threshold: Level above which a mapped activation counts as
             active. Defaults to `ACTIVE_THRESHOLD` (0.1).
         rho: Target used for the KL figure of layers without a KL
@@ -172,7 +200,7 @@ class SparsityMonitor(keras.callbacks.Callback):
                 f"finite float. Received: active_threshold={active_threshold!r}"
             )
         self.layers = layers
-        self.data = data
+        self.data = _check_data(data)
         self.batch_size = int(batch_size)
         self.active_threshold = float(active_threshold)
         self.rho = _checks.rho(rho)
@@ -181,7 +209,11 @@ class SparsityMonitor(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         model = self.model
-        if isinstance(model, keras.Sequential) and not _inputs(model):
+        if (
+            isinstance(model, keras.Sequential)
+            and not _inputs(model)
+            and not _is_dataset(self.data)
+        ):
             # A Sequential without keras.Input gets its symbolic graph from
             # the shape of the data (on TensorFlow, fit builds it later).
             shapes = _leading_shapes(self.data)
@@ -198,7 +230,8 @@ class SparsityMonitor(keras.callbacks.Callback):
                 "yourself and call sparsity_statistics."
             )
         layers = _resolve(self.model, self.layers, self)
-        self._check_data(inputs)
+        if not _is_dataset(self.data):
+            self._check_shapes(inputs)
         self._watched = []
         outputs = [layer.output for layer in layers]
         for layer in layers:
@@ -215,8 +248,11 @@ class SparsityMonitor(keras.callbacks.Callback):
             if mask is not None:
                 outputs.append(mask)
         self._probe = keras.Model(inputs, outputs)
+        # Measured once before training, so that activations the penalty
+        # cannot use (a ReLU code) are refused before any step.
+        self._measure()
 
-    def _check_data(self, inputs):
+    def _check_shapes(self, inputs):
         shapes = _leading_shapes(self.data)
         expected = [tuple(tensor.shape) for tensor in inputs]
         if len(shapes) != len(expected) or any(
@@ -236,8 +272,18 @@ class SparsityMonitor(keras.callbacks.Callback):
             )
 
     def on_epoch_end(self, epoch, logs=None):
+        self._measure()
+        if logs is not None:
+            for layer, _, _ in self._watched:
+                stats = self.statistics[layer.name]
+                for key in _LOGGED:
+                    logs[f"{layer.name}_{key}"] = stats[key]
+
+    def _measure(self):
+        """Fills `statistics` from one forward pass over `data`."""
+        batch_size = None if _is_dataset(self.data) else self.batch_size
         outputs = self._probe.predict(
-            self.data, batch_size=self.batch_size, verbose=0
+            self.data, batch_size=batch_size, verbose=0
         )
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
@@ -254,9 +300,6 @@ class SparsityMonitor(keras.callbacks.Callback):
                     mask=mask,
                 )
             self.statistics[layer.name] = stats
-            if logs is not None:
-                for key in _LOGGED:
-                    logs[f"{layer.name}_{key}"] = stats[key]
 
 
 class BetaWarmup(keras.callbacks.Callback):

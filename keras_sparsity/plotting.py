@@ -21,6 +21,26 @@ def _figure_class():
     return Figure
 
 
+def _square(pixels, name):
+    """`(side, side)` for `pixels` pixels, or the error naming `name`."""
+    side = math.isqrt(pixels)
+    if side * side != pixels:
+        raise ValueError(
+            f"{name} holds images of {pixels} pixels, which is not a square: "
+            "pass image_shape=(height, width)."
+        )
+    return side, side
+
+
+def _check_title(title):
+    if title is not None and not isinstance(title, str):
+        raise TypeError(
+            "Invalid type for argument `title`: expected a str or None. "
+            f"Received: title={title!r} (of type {type(title).__name__})"
+        )
+    return title
+
+
 def _check_image_shape(image_shape):
     if (
         not isinstance(image_shape, (tuple, list))
@@ -95,13 +115,7 @@ def _as_filters(kernel, image_shape):
             f"Received: kernel.shape={kernel.shape}"
         )
     if image_shape is None:
-        side = math.isqrt(kernel.shape[0])
-        if side * side != kernel.shape[0]:
-            raise ValueError(
-                f"A kernel with {kernel.shape[0]} input pixels is not square: "
-                "pass image_shape=(height, width)."
-            )
-        image_shape = (side, side)
+        image_shape = _square(kernel.shape[0], "The kernel")
     height, width = _check_image_shape(image_shape)
     if kernel.shape[0] != height * width:
         raise ValueError(
@@ -180,6 +194,7 @@ def plot_filters(layer_or_kernel, image_shape=None, columns=None, title=None):
         >>> fig.axes[0].images[0].get_array().shape
         (405, 434, 3)
     """
+    title = _check_title(title)
     kernel = _kernel_of(layer_or_kernel)
     filters, image_shape = _as_filters(kernel, image_shape)
     units = filters.shape[1]
@@ -211,14 +226,34 @@ def plot_filters(layer_or_kernel, image_shape=None, columns=None, title=None):
     return figure
 
 
-def plot_reconstructions(originals, reconstructions, image_shape=(28, 28)):
+def _images(name, images):
+    """`images` as a float64 array of at least one image, or the error."""
+    try:
+        array = np.asarray(images, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"Invalid type for argument `{name}`: expected a numeric array of "
+            f"images. Received: {name} of type {type(images).__name__}"
+        ) from error
+    if array.ndim not in (2, 3) or len(array) == 0:
+        raise ValueError(
+            f"Invalid value for argument `{name}`: expected n >= 1 images, "
+            f"(n, pixels) or (n, height, width). Received: {name}.shape="
+            f"{array.shape}"
+        )
+    return array
+
+
+def plot_reconstructions(originals, reconstructions, image_shape=None):
     """Draws images (top row) above their reconstructions (bottom row).
 
     Args:
         originals: Array `(n, height * width)` or `(n, height, width)` of
             pixels in [0, 1], n >= 1.
         reconstructions: Array of the same shape.
-        image_shape: `(height, width)` of one image.
+        image_shape: `(height, width)` of one image. Defaults to the images'
+            own for `(n, height, width)` arrays, and to a square for
+            flattened ones (28x28 for 784 pixels).
 
     Returns:
         A `matplotlib.figure.Figure`.
@@ -230,18 +265,24 @@ def plot_reconstructions(originals, reconstructions, image_shape=(28, 28)):
         >>> len(fig.axes)
         6
     """
-    height, width = _check_image_shape(image_shape)
-    originals = np.asarray(originals, dtype=np.float64)
-    reconstructions = np.asarray(reconstructions, dtype=np.float64)
+    originals = _images("originals", originals)
+    reconstructions = _images("reconstructions", reconstructions)
     if originals.shape != reconstructions.shape:
         raise ValueError(
             "`originals` and `reconstructions` must have the same shape. "
             f"Received: {originals.shape} and {reconstructions.shape}"
         )
-    n = len(originals) if originals.ndim else 0
-    if n == 0 or originals[0].size != height * width:
+    if image_shape is None:
+        image_shape = (
+            originals.shape[1:]
+            if originals.ndim == 3
+            else _square(originals.shape[1], "`originals`")
+        )
+    height, width = _check_image_shape(image_shape)
+    n = len(originals)
+    if originals[0].size != height * width:
         raise ValueError(
-            f"Expected n >= 1 images of {height * width} pixels for "
+            f"Expected images of {height * width} pixels for "
             f"image_shape={(height, width)}. Received: "
             f"originals.shape={originals.shape}"
         )
@@ -281,7 +322,26 @@ def plot_firing_rates(firing_rates, rho=None, bins=40, title=None):
         >>> fig.axes[0].get_xlabel()
         'firing rate (mean activation of a unit)'
     """
-    rates = np.asarray(firing_rates, dtype=np.float64).reshape(-1)
+    title = _check_title(title)
+    try:
+        rates = np.asarray(firing_rates, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            "Invalid type for argument `firing_rates`: expected a sequence of "
+            f"floats. Received: firing_rates={firing_rates!r}"
+        ) from error
+    if rho is not None:
+        if isinstance(rho, bool) or not isinstance(rho, numbers.Real):
+            raise TypeError(
+                "Invalid type for argument `rho`: expected a float or None. "
+                f"Received: rho={rho!r} (of type {type(rho).__name__})"
+            )
+        if not math.isfinite(rho):
+            raise ValueError(
+                "Invalid value for argument `rho`: expected a finite float. "
+                f"Received: rho={rho!r}"
+            )
+        rho = float(rho)
     if rates.size == 0:
         raise ValueError("`firing_rates` is empty: there is nothing to draw.")
     if not np.all(np.isfinite(rates)):

@@ -102,8 +102,9 @@ def sparsity_statistics(
         `kl_penalty`.
 
     Raises:
-        ValueError: for an empty or rank-1 array, NaN or inf activations, a
-            mask of the wrong shape, or an invalid `value_range`.
+        ValueError: for an empty or rank-1 array, NaN or inf activations,
+            activations outside the value range (a ReLU code, say), a mask
+            of the wrong shape, or an invalid `value_range`.
 
     Examples:
         >>> import numpy as np
@@ -120,10 +121,20 @@ def sparsity_statistics(
     value_range = _checks.value_range(value_range)
     if axis is None:
         axis = -1 if regularizer is None else regularizer.axis
-    a = _positions(activations, axis, mask)
-    if value_range is not None:
-        low, high = value_range
-        a = (a - low) / (high - low)
+    raw = _positions(activations, axis, mask)
+    low, high = value_range or (0.0, 1.0)
+    outside = int(np.sum((raw < low) | (raw > high)))
+    if outside:
+        raise ValueError(
+            f"Invalid value for argument `activations`: {outside} of "
+            f"{raw.size} lie outside the value range {(low, high)} (they "
+            f"range from {raw.min():g} to {raw.max():g}). KL sparsity needs "
+            "firing probabilities: pass a bounded activation's range as "
+            "`value_range` (tanh: (-1, 1), relu6: (0, 6)), or use a sigmoid "
+            "code; for a ReLU or softplus code, use an L1 activity "
+            "regularizer (keras.regularizers.L1) instead of the KL penalty."
+        )
+    a = (raw - low) / (high - low)
     active = a > active_threshold
     rates = a.mean(axis=0)
     dead = int(np.sum(~active.any(axis=0)))

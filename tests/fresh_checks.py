@@ -6,7 +6,9 @@ as `python tests/fresh_checks.py FOLDER`.
 2. Every model the test session saved in FOLDER (`*.keras`, with its inputs
    in `<name>.npz`) loads with nothing but `import keras_sparsity`: its
    outputs, losses, `SparseDense` settings and one more training step.
-3. The data-parallel regime of this backend that runs in one process, on
+3. On TensorFlow, first of all, the Keras-only reproduction of
+   `docs/backends.md` (its output is compared with the page's).
+4. The data-parallel regime of this backend that runs in one process, on
    two devices: `MirroredStrategy` on two logical CPUs (TensorFlow; each
    replica penalizes its own share, and `cross_replica=True` is refused),
    `keras.distribution.DataParallel` on two host devices (JAX; the global
@@ -16,19 +18,31 @@ as `python tests/fresh_checks.py FOLDER`.
 Writes FOLDER/<backend>.json.
 """
 
+import contextlib
+import io
 import json
 import os
 import sys
 
 backend = os.environ["KERAS_BACKEND"]
+results = {}
 if backend == "tensorflow":
-    # Devices are set up before TensorFlow starts.
-    import tensorflow as tf
+    # First, the page's Keras-only reproduction of MirroredStrategy's shared
+    # loss lists: it sets up two logical CPUs before TensorFlow starts,
+    # which the checks below use too.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "docs", "backends.md")) as f:
+        page = f.read()
+    start = page.index("```python\n# Run as a script:") + len("```python\n")
+    printed, namespace = io.StringIO(), {"__name__": "__docs__"}
+    with contextlib.redirect_stdout(printed):
+        exec(page[start : page.index("```", start)], namespace)
+    results["repro"] = printed.getvalue()
+    # Its strategy serves below: two strategies in one process would share
+    # the keys of their collective operations.
+    strategy = namespace["strategy"]
 
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2
-    )
+    import tensorflow as tf
 
 import keras  # noqa: E402
 
@@ -37,10 +51,8 @@ import keras_sparsity  # noqa: E402, F401  (registration is all loading needs)
 
 added = {name.split(".")[0] for name in set(sys.modules) - before}
 heavy = {"tensorflow", "jax", "torch", "matplotlib"}
-results = {
-    "backend": keras.backend.backend(),
-    "import_added": sorted(added & heavy),
-}
+results["backend"] = keras.backend.backend()
+results["import_added"] = sorted(added & heavy)
 
 import numpy as np  # noqa: E402
 
@@ -125,7 +137,6 @@ def compare(run, losses, weights):
 
 x = regimes.data()
 if backend == "tensorflow":
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     losses, weights = per_replica_reference(x, 2)
     with strategy.scope():
         model = regimes.build()

@@ -127,7 +127,7 @@ def kl(activations, rho, beta):
     return beta * float(np.sum(terms))
 
 
-def loss(weights, x, replicas=1, global_penalty=True):
+def loss(weights, x, replicas=1, global_penalty=True, code_beta=CODE_BETA):
     """The compiled loss plus every penalty, in float64, as Keras logs it.
 
     With several replicas, each takes an equal share of the batch and Keras
@@ -149,7 +149,7 @@ def loss(weights, x, replicas=1, global_penalty=True):
             + L2 * np.sum(weights["hidden"][0] ** 2)
         )
         if not global_penalty:
-            total += kl(code, CODE_RHO, CODE_BETA) + kl(out, OUT_RHO, OUT_BETA)
+            total += kl(code, CODE_RHO, code_beta) + kl(out, OUT_RHO, OUT_BETA)
     if global_penalty:
         everything = np.asarray(x, np.float64)
         hidden = _sigmoid(
@@ -158,7 +158,7 @@ def loss(weights, x, replicas=1, global_penalty=True):
         code = _sigmoid(hidden @ weights["code"][0] + weights["code"][1])
         out = _sigmoid(code @ weights["out"][0] + weights["out"][1])
         total += replicas * (
-            kl(code, CODE_RHO, CODE_BETA) + kl(out, OUT_RHO, OUT_BETA)
+            kl(code, CODE_RHO, code_beta) + kl(out, OUT_RHO, OUT_BETA)
         )
     return total / replicas
 

@@ -1,6 +1,8 @@
-"""SparsityMonitor against statistics computed by hand in NumPy."""
+"""SparsityMonitor against statistics computed by hand in NumPy, and
+BetaWarmup against the float64 loss of the model it trains."""
 
 import csv
+import importlib.util
 
 import keras
 import numpy as np
@@ -8,11 +10,13 @@ import pytest
 
 from keras_sparsity import (
     ACTIVE_THRESHOLD,
+    BetaWarmup,
     KLSparsityRegularizer,
     SparseDense,
     SparsityMonitor,
 )
 
+import regimes
 from conftest import kl_penalty_reference, to_numpy
 
 
@@ -308,3 +312,114 @@ def test_a_sequential_without_input_is_built_from_the_data():
     np.testing.assert_allclose(
         history.history["code_mean_activation"], [codes.mean()], rtol=1e-5
     )
+
+
+def test_a_relu_code_is_refused_before_the_first_step():
+    # The classic mistake (keras-team/keras#14460): a ReLU code with a KL
+    # penalty, clipped silently by the penalty. The monitor measures before
+    # training and names value_range and the alternatives.
+    x = np.random.default_rng(5).random((20, 3)).astype("float32")
+    inputs = keras.Input((3,))
+    code = keras.layers.Dense(
+        4,
+        activation="relu",
+        kernel_initializer="ones",
+        activity_regularizer=KLSparsityRegularizer(),
+        name="code",
+    )(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3)(code))
+    model.compile(optimizer="sgd", loss="mse")
+    counter = EpochCounter()
+    monitor = SparsityMonitor("code", data=x)
+    with pytest.raises(ValueError, match="outside the value range.*L1"):
+        model.fit(x, x, epochs=1, verbose=0, callbacks=[monitor, counter])
+    assert counter.batches == 0
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorflow") is None, reason="no tf.data"
+)
+def test_data_may_be_a_tf_data_dataset_or_a_py_dataset():
+    import tensorflow as tf
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            return x[10 * index : 10 * (index + 1)]
+
+    x = np.random.default_rng(6).random((20, 3)).astype("float32")
+    expected = None
+    for data in (x, tf.data.Dataset.from_tensor_slices(x).batch(7), Batches()):
+        model = frozen_model(known_kernel_layer(SparseDense)[0])
+        monitor = SparsityMonitor("code", data=data)
+        model.fit(x, x, epochs=1, verbose=0, callbacks=[monitor])
+        rates = monitor.statistics["code"]["firing_rates"]
+        expected = rates if expected is None else expected
+        np.testing.assert_allclose(rates, expected, rtol=1e-6)
+
+
+def test_a_generator_is_refused_with_what_to_pass_instead():
+    data = (np.zeros((2, 3)) for _ in range(3))
+    with pytest.raises(TypeError) as info:
+        SparsityMonitor("code", data=data)
+    assert str(info.value) == (
+        "Invalid type for argument `data` of SparsityMonitor: expected "
+        "model inputs that `predict` can read every epoch: an array, a list "
+        "or dict of arrays, a `tf.data.Dataset` or a `keras.utils.PyDataset`."
+        " An iterator or generator is used up after one epoch: wrap it in a "
+        "`tf.data.Dataset` or a `PyDataset`. Received: data of type generator"
+    )
+
+
+class WeightsAtEpochBegin(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.weights = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.weights.append(regimes.get_weights(self.model))
+
+
+def test_beta_warmup_trains_each_epoch_with_its_beta():
+    # One compiled step per epoch: each logs the float64 loss at its own
+    # beta, 0, then half, then the layer's own 0.05.
+    x = regimes.data()
+    model = regimes.build()
+    weights = WeightsAtEpochBegin()
+    warmup = BetaWarmup("code", epochs=2)
+    history = model.fit(
+        x,
+        x,
+        batch_size=len(x),
+        epochs=3,
+        shuffle=False,
+        verbose=0,
+        callbacks=[warmup, weights],
+    )
+    betas = [0.0, regimes.CODE_BETA / 2, regimes.CODE_BETA]
+    np.testing.assert_allclose(history.history["code_beta"], betas, rtol=1e-6)
+    expected = [
+        regimes.loss(w, x, code_beta=beta)
+        for w, beta in zip(weights.weights, betas)
+    ]
+    np.testing.assert_allclose(history.history["loss"], expected, rtol=1e-5)
+    assert model.get_layer("code").beta == regimes.CODE_BETA
+
+
+@pytest.mark.parametrize(
+    "layers,epochs,error,fragment",
+    [
+        ("out", 2, ValueError, "'out' is a Dense, not a SparseDense"),
+        ("missing", 2, ValueError, "no layer named 'missing'"),
+        ("code", 0, ValueError, "argument `epochs`"),
+        ("code", 1.5, ValueError, "argument `epochs`"),
+        (3, 2, TypeError, "argument `layers`"),
+    ],
+)
+def test_beta_warmup_misuse_gets_a_clear_error(layers, epochs, error, fragment):
+    x = regimes.data()
+    with pytest.raises(error, match=fragment):
+        warmup = BetaWarmup(layers, epochs=epochs)
+        regimes.build().fit(x, x, epochs=1, verbose=0, callbacks=[warmup])

@@ -167,3 +167,13 @@ def test_jax_data_parallel_trains_on_the_global_batch(fresh):
         data_parallel["logged"], data_parallel["expected_logged"], rtol=1e-5
     )
     assert data_parallel["weight_difference"] < 1e-5
+
+
+@pytest.mark.skipif("tensorflow" not in INSTALLED, reason="no TensorFlow")
+def test_the_mirrored_strategy_reproduction_prints_what_the_page_shows(fresh):
+    # docs/backends.md shows Keras's shared loss lists under
+    # MirroredStrategy with Keras alone, and the output it prints.
+    with open(os.path.join(ROOT, "docs", "backends.md")) as f:
+        page = f.read()
+    shown = page.split("CI runs it and compares):\n\n```text\n")[1]
+    assert fresh[0]["tensorflow"]["repro"] == shown.split("```")[0]

@@ -92,7 +92,8 @@ def test_non_finite_filters_are_flagged_in_red():
     "args,kwargs,error,fragment",
     [
         ((np.ones((10, 3)), (28, 28)), {}, ValueError, r"\(784, units\)"),
-        ((np.ones((10, 3)),), {}, ValueError, "not square"),
+        ((np.ones((10, 3)),), {}, ValueError, "10 pixels, which is not a"),
+        ((np.ones((784, 3)),), {"title": 3}, TypeError, "argument `title`"),
         ((np.ones(784),), {}, ValueError, "Dense kernel"),
         ((np.ones((784, 0)),), {}, ValueError, "0 filters"),
         ((np.ones((784, 3)), (28,)), {}, TypeError, "image_shape"),
@@ -129,10 +130,27 @@ def test_reconstructions(tmp_path):
     figure.savefig(tmp_path / "r.png")
     with pytest.raises(ValueError, match="same shape"):
         plot_reconstructions(np.zeros((4, 784)), np.zeros((3, 784)))
-    with pytest.raises(ValueError, match="n >= 1 images of 784 pixels"):
-        plot_reconstructions(np.zeros((4, 100)), np.zeros((4, 100)))
+    with pytest.raises(ValueError, match="Expected images of 400 pixels"):
+        plot_reconstructions(np.zeros((4, 784)), np.zeros((4, 784)), (20, 20))
     with pytest.raises(ValueError, match="n >= 1 images"):
         plot_reconstructions(np.zeros((0, 784)), np.zeros((0, 784)))
+    with pytest.raises(ValueError, match="99 pixels, which is not a square"):
+        plot_reconstructions(np.zeros((2, 99)), np.zeros((2, 99)))
+    with pytest.raises(TypeError, match="argument `originals`"):
+        plot_reconstructions([["a"]], [["b"]])
+
+
+@pytest.mark.parametrize(
+    "shape,expected", [((3, 100), (10, 10)), ((3, 12, 16), (12, 16))]
+)
+def test_reconstructions_infer_the_image_shape(shape, expected):
+    # As plot_filters does: square for flattened images, and the images'
+    # own shape for (n, height, width).
+    images = np.random.default_rng(2).random(shape)
+    figure = plot_reconstructions(images, images)
+    np.testing.assert_array_equal(
+        figure.axes[1].images[0].get_array(), images[1].reshape(expected)
+    )
 
 
 def test_firing_rates_are_zoomed_to_where_they_are(tmp_path):
@@ -155,8 +173,38 @@ def test_firing_rates_are_zoomed_to_where_they_are(tmp_path):
         ([], {}, "empty"),
         ([0.1, np.nan], {}, "1 NaN or inf"),
         ([0.1, 0.2], {"bins": 0}, "bins"),
+        ([0.1, 0.2], {"rho": float("nan")}, "argument `rho`.*rho=nan"),
     ],
 )
 def test_firing_rate_misuse(rates, kwargs, fragment):
     with pytest.raises(ValueError, match=fragment):
         plot_firing_rates(rates, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "rates,kwargs,message",
+    [
+        (
+            [0.1],
+            {"rho": "0.05"},
+            "Invalid type for argument `rho`: expected a float or None. "
+            "Received: rho='0.05' (of type str)",
+        ),
+        (
+            [0.1],
+            {"title": ["a"]},
+            "Invalid type for argument `title`: expected a str or None. "
+            "Received: title=['a'] (of type list)",
+        ),
+        (
+            ["a", "b"],
+            {},
+            "Invalid type for argument `firing_rates`: expected a sequence "
+            "of floats. Received: firing_rates=['a', 'b']",
+        ),
+    ],
+)
+def test_firing_rate_arguments_of_the_wrong_type(rates, kwargs, message):
+    with pytest.raises(TypeError) as info:
+        plot_firing_rates(rates, **kwargs)
+    assert str(info.value) == message

@@ -69,7 +69,7 @@ def test_regime_applies_every_step_and_matches_the_references(name, reference):
 @pytest.mark.slow
 @pytest.mark.skipif(BACKEND != "torch", reason="torch.compile is PyTorch's")
 def test_torch_compile_applies_every_step_and_matches_the_references(
-    reference,
+    reference, tmp_path
 ):
     x, expected_loss, expected_weights = reference
     model, logged = train(x, jit_compile=True)
@@ -78,6 +78,14 @@ def test_torch_compile_applies_every_step_and_matches_the_references(
     assert (
         regimes.max_difference(regimes.get_weights(model), expected_weights)
         < 1e-5
+    )
+    # A model saved compiled with jit_compile=True (as JAX compiles by
+    # default) predicts under torch.compile once loaded.
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert loaded.jit_compile is True
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6
     )
 
 

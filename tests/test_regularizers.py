@@ -503,6 +503,12 @@ RHO_MSG = "a float strictly between 0 and 1"
             "Received: value_range=array([1., 2., 3.])",
         ),
         (
+            {"axis": True},
+            TypeError,
+            "Invalid type for argument `axis`: expected an int. "
+            "Received: axis=True (of type bool)",
+        ),
+        (
             {"axis": 1.0},
             TypeError,
             "Invalid type for argument `axis`: expected an int. "
@@ -514,6 +520,48 @@ def test_validation_errors(kwargs, error, message):
     with pytest.raises(error) as info:
         KLSparsityRegularizer(**kwargs)
     assert str(info.value) == message
+
+
+def test_a_saved_config_with_an_impossible_axis_is_refused_when_loaded():
+    config = KLSparsityRegularizer(axis=-1).get_config()
+    with pytest.raises(ValueError, match="argument `axis`.*axis=5"):
+        KLSparsityRegularizer.from_config({**config, "axis": 5})
+    with pytest.raises(ValueError, match="argument `axis`.*axis=5"):
+        keras.regularizers.get(
+            {
+                "module": None,
+                "class_name": "KLSparsityRegularizer",
+                "registered_name": "keras_sparsity>KLSparsityRegularizer",
+                "config": {**config, "axis": 5},
+            }
+        )
+
+
+def test_gradient_under_data_parallelism_is_the_global_penalty_s(monkeypatch):
+    # Two replicas holding the same activations: the global batch has the
+    # same means, and the averaged replica gradients must be one device's.
+    # Each replica's gradient is the global penalty's times the replica
+    # count; without that factor training would be twice too weak.
+    from keras_sparsity import _replicas
+
+    def all_reduce(value):
+        return value * 2.0
+
+    monkeypatch.setattr(
+        _replicas, "current", lambda cross_replica: (2, all_reduce)
+    )
+    x = sigmoid_activations((9, 4), seed=26)
+    regularizer = KLSparsityRegularizer(0.05, 3.0)
+    np.testing.assert_allclose(
+        to_numpy(regularizer.penalty(x)),
+        kl_penalty_reference(x, 0.05, 3.0),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        gradient(regularizer.penalty, x),
+        kl_gradient_reference(x, 0.05, 3.0),
+        rtol=1e-4,
+    )
 
 
 def test_numpy_scalars_and_array_likes_are_accepted():

@@ -122,3 +122,54 @@ def test_channels_first_axis_and_mask():
 def test_bad_input_is_refused(activations, kwargs, error, fragment):
     with pytest.raises(error, match=fragment):
         sparsity_statistics(activations, **kwargs)
+
+
+def test_an_activation_at_the_threshold_is_not_active():
+    # "Active" means above the threshold, as documented: a unit at exactly
+    # 0.1 on every example is dead.
+    a = np.array([[ACTIVE_THRESHOLD, 0.5], [ACTIVE_THRESHOLD, 0.0]])
+    stats = sparsity_statistics(a)
+    assert stats["dead_units"] == 1 and stats["active_fraction"] == 0.25
+
+
+def test_kl_penalty_of_a_silent_unit_is_finite_and_the_library_s():
+    # A hard_sigmoid unit can be exactly 0 on every example: its rate is
+    # clipped as the penalty clips it, not logged as inf.
+    a = np.random.default_rng(3).random((32, 3))
+    a[:, 0] = 0.0
+    a[:, 1] = 1.0
+    regularizer = KLSparsityRegularizer(0.05, 0.5)
+    stats = sparsity_statistics(a, regularizer=regularizer)
+    assert np.isfinite(stats["kl_penalty"])
+    assert stats["kl_penalty"] == pytest.approx(
+        kl_penalty_reference(a, 0.05, 0.5), rel=1e-12
+    )
+
+
+@pytest.mark.parametrize(
+    "activations,value_range,shown",
+    [
+        (
+            [[0.5, 3.0], [0.0, 1.2]],
+            None,
+            "2 of 4 lie outside the value range "
+            "(0.0, 1.0) (they range from 0 to 3)",
+        ),
+        ([[0.5, -0.25], [0.0, 0.2]], None, "1 of 4 lie outside"),
+        ([[-1.5, 0.2], [0.0, 0.9]], (-1, 1), "the value range (-1.0, 1.0)"),
+    ],
+)
+def test_activations_outside_the_value_range_are_refused(
+    activations, value_range, shown
+):
+    # ReLU or softplus codes: the penalty would clip them silently.
+    with pytest.raises(ValueError) as info:
+        sparsity_statistics(np.array(activations), value_range=value_range)
+    message = str(info.value)
+    assert message.startswith("Invalid value for argument `activations`: ")
+    assert shown in message
+    assert "`value_range`" in message and "keras.regularizers.L1" in message
+    # Within its range, a bounded activation is measured.
+    relu6 = np.array([[0.0, 6.0], [3.0, 0.6]])
+    stats = sparsity_statistics(relu6, value_range=(0, 6))
+    np.testing.assert_allclose(stats["firing_rates"], [0.25, 0.55])
