@@ -144,16 +144,18 @@ class SparsityMonitor(keras.callbacks.Callback):
     `benchmarks/monitor_overhead.py`).
 
     Args:
-        layers: A layer of the model or its name, or a list of them.
-        data: Model inputs to measure on, which `predict` reads every
-            epoch: an array, a list or dict of arrays for a model with
-            several inputs, a `tf.data.Dataset` or a `keras.utils.PyDataset`
-            (not a generator, which one epoch would use up).
-        batch_size: Batch size of the forward pass over arrays. Defaults
+        layers (str, keras.layers.Layer or list of them): A layer of the model
+            or its name, or a list of them.
+        data (array, list or dict of arrays, tf.data.Dataset or PyDataset):
+            Model inputs to measure on, which `predict` reads every epoch: an
+            array, a list or dict of arrays for a model with several inputs, a
+            `tf.data.Dataset` or a `keras.utils.PyDataset` (not a generator,
+            which one epoch would use up).
+        batch_size (int): Batch size of the forward pass over arrays. Defaults
             to `256`.
-        active_threshold: Level above which a mapped activation counts as
-            active. Defaults to `ACTIVE_THRESHOLD` (0.1).
-        rho: Target used for the KL figure of layers without a KL
+        active_threshold (float): Level above which a mapped activation counts
+            as active. Defaults to `ACTIVE_THRESHOLD` (0.1).
+        rho (float): Target used for the KL figure of layers without a KL
             regularizer of their own. Defaults to `0.05`.
 
     Examples:
@@ -321,9 +323,9 @@ class BetaWarmup(keras.callbacks.Callback):
     layer is refused (use `SparseDense`).
 
     Args:
-        layers: A `SparseDense` layer of the model or its name, or a list
-            of them.
-        epochs: Positive int, the length of the warm-up in epochs.
+        layers (str, SparseDense or list of them): A `SparseDense` layer of the
+            model or its name, or a list of them.
+        epochs (int): Positive int, the length of the warm-up in epochs.
 
     Examples:
         >>> import numpy as np

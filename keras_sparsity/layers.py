@@ -102,19 +102,21 @@ class SparseDense(keras.layers.Dense):
     to raise `beta` gradually.
 
     Args:
-        units: Positive integer, dimensionality of the output space.
-        rho: Target mean activation, a float strictly between 0 and 1.
+        units (int): Positive integer, dimensionality of the output space.
+        rho (float): Target mean activation, a float strictly between 0 and 1.
             Defaults to `0.05`.
-        beta: Weight of the sparsity penalty, a float between 0 and 1e12.
-            Defaults to `0.02`, which suits Keras's `"mse"` loss on images.
-        activation: Bounded activation function. Defaults to `"sigmoid"`.
-        value_range: Optional `(low, high)` output range of the activation,
-            required for a custom activation and overriding the built-in
-            range otherwise.
-        cross_replica: Whether `rho_hat` covers the global batch under
-            data-parallel training (see `KLSparsityRegularizer`). Defaults
+        beta (float): Weight of the sparsity penalty, a float between 0 and
+            1e12. Defaults to `0.02`, which suits Keras's `"mse"` loss on
+            images.
+        activation (str or callable): Bounded activation function. Defaults to
+            `"sigmoid"`.
+        value_range (tuple of two floats or None): Optional `(low, high)` output
+            range of the activation, required for a custom activation and
+            overriding the built-in range otherwise.
+        cross_replica (bool or None): Whether `rho_hat` covers the global batch
+            under data-parallel training (see `KLSparsityRegularizer`). Defaults
             to `None`.
-        **kwargs: The other arguments of `keras.layers.Dense` (`use_bias`,
+        **kwargs (Any): The other arguments of `keras.layers.Dense` (`use_bias`,
             `kernel_initializer`, `kernel_regularizer`,
             `activity_regularizer` for an extra penalty on top, ...) and base
             layer keyword arguments such as `name` and `dtype`.

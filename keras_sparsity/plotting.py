@@ -173,20 +173,21 @@ def plot_filters(layer_or_kernel, image_shape=None, columns=None, title=None):
     counted in the title.
 
     Args:
-        layer_or_kernel: A built layer with a `kernel` (`Dense` or
-            `SparseDense` on flattened images, `Conv2D` on one-channel
-            images), or that kernel as an array: `(pixels, units)` or
-            `(height, width, 1, filters)`.
-        image_shape: `(height, width)` of one filter. Defaults to the
-            kernel's own for `Conv2D`, and to a square for `Dense` (28x28
-            for 784 pixels).
-        columns: Tiles per row, a positive int. Defaults to
+        layer_or_kernel (keras.layers.Layer or array): A built layer with a
+            `kernel` (`Dense` or `SparseDense` on flattened images, `Conv2D` on
+            one-channel images), or that kernel as an array: `(pixels, units)`
+            or `(height, width, 1, filters)`.
+        image_shape (tuple of two ints or None): `(height, width)` of one
+            filter. Defaults to the kernel's own for `Conv2D`, and to a square
+            for `Dense` (28x28 for 784 pixels).
+        columns (int or None): Tiles per row, a positive int. Defaults to
             `ceil(sqrt(units))`.
-        title: Optional title. Defaults to the number of filters and the
-            layer's name.
+        title (str or None): Optional title. Defaults to the number of filters
+            and the layer's name.
 
     Returns:
-        A `matplotlib.figure.Figure`; save it with `fig.savefig(path)`.
+        matplotlib.figure.Figure: A `matplotlib.figure.Figure`; save it with
+        `fig.savefig(path)`.
 
     Examples:
         >>> import numpy as np
@@ -248,15 +249,15 @@ def plot_reconstructions(originals, reconstructions, image_shape=None):
     """Draws images (top row) above their reconstructions (bottom row).
 
     Args:
-        originals: Array `(n, height * width)` or `(n, height, width)` of
-            pixels in [0, 1], n >= 1.
-        reconstructions: Array of the same shape.
-        image_shape: `(height, width)` of one image. Defaults to the images'
-            own for `(n, height, width)` arrays, and to a square for
-            flattened ones (28x28 for 784 pixels).
+        originals (array): Array `(n, height * width)` or `(n, height, width)`
+            of pixels in [0, 1], n >= 1.
+        reconstructions (array): Array of the same shape.
+        image_shape (tuple of two ints or None): `(height, width)` of one image.
+            Defaults to the images' own for `(n, height, width)` arrays, and to
+            a square for flattened ones (28x28 for 784 pixels).
 
     Returns:
-        A `matplotlib.figure.Figure`.
+        matplotlib.figure.Figure: A `matplotlib.figure.Figure`.
 
     Examples:
         >>> import numpy as np
@@ -308,14 +309,15 @@ def plot_firing_rates(firing_rates, rho=None, bins=40, title=None):
     fire near `rho` shows its spread instead of one bar at the left.
 
     Args:
-        firing_rates: One mean activation per unit, finite, at least one.
-        rho: Optional target, drawn as a vertical line.
-        bins: Number of histogram bins, a positive int. Defaults to `40`.
-        title: Optional title. Defaults to the number of units and the mean
-            and spread of their rates.
+        firing_rates (sequence of floats): One mean activation per unit, finite,
+            at least one.
+        rho (float or None): Optional target, drawn as a vertical line.
+        bins (int): Number of histogram bins, a positive int. Defaults to `40`.
+        title (str or None): Optional title. Defaults to the number of units and
+            the mean and spread of their rates.
 
     Returns:
-        A `matplotlib.figure.Figure`.
+        matplotlib.figure.Figure: A `matplotlib.figure.Figure`.
 
     Examples:
         >>> fig = plot_firing_rates([0.01, 0.02, 0.5], rho=0.05)

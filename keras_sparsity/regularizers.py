@@ -108,21 +108,22 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
     compiled steps read, or compile the model again.
 
     Args:
-        rho: Target mean activation (the sparsity parameter), a float
+        rho (float): Target mean activation (the sparsity parameter), a float
             strictly between 0 and 1. Defaults to `0.05`.
-        beta: Weight of the penalty, a float between 0 and 1e12. Defaults
-            to `0.02`, which suits Keras's `"mse"` loss on images (the
+        beta (float): Weight of the penalty, a float between 0 and 1e12.
+            Defaults to `0.02`, which suits Keras's `"mse"` loss on images (the
             mean, not the sum, over the pixels: see the user guide).
-        value_range: Optional `(low, high)` range of the activations when it
-            is not `(0, 1)`, for example `(-1, 1)` for `tanh`. Mean
-            activations are mapped linearly from it onto `(0, 1)` before the
-            KL divergence. Defaults to `None`, meaning `(0, 1)`.
-        axis: The feature axis, whose entries each get a `rho_hat_j`: a
+        value_range (tuple of two floats or None): Optional `(low, high)` range
+            of the activations when it is not `(0, 1)`, for example `(-1, 1)`
+            for `tanh`. Mean activations are mapped linearly from it onto
+            `(0, 1)` before the KL divergence. Defaults to `None`, meaning
+            `(0, 1)`.
+        axis (int): The feature axis, whose entries each get a `rho_hat_j`: a
             non-zero int from -4 to 4. Defaults to `-1` (channels last); use
             `1` for channels-first convolution outputs.
-        cross_replica: Under data-parallel training with several replicas,
-            whether `rho_hat` covers the global batch (one all-reduce of the
-            per-unit sums, so that training matches one device with the
+        cross_replica (bool or None): Under data-parallel training with several
+            replicas, whether `rho_hat` covers the global batch (one all-reduce
+            of the per-unit sums, so that training matches one device with the
             same global batch) or each replica's own share. `None` (the
             default): the global batch under PyTorch DDP, JAX
             `keras.distribution` and `tf.distribute` strategies with one
@@ -233,15 +234,15 @@ class KLSparsityRegularizer(keras.regularizers.Regularizer):
         """Returns the KL sparsity penalty of the activations `x`.
 
         Args:
-            x: Activations of rank >= 2, `(batch, ..., features)` when `axis`
-                is `-1`.
-            mask: Optional boolean or 0/1 tensor of shape exactly
-                `x.shape[:-1]` (for example a sequence padding mask);
-                masked-out positions are left out of `rho_hat`. Only with
+            x (tensor or array): Activations of rank >= 2,
+                `(batch, ..., features)` when `axis` is `-1`.
+            mask (tensor or array, or None): Optional boolean or 0/1 tensor of
+                shape exactly `x.shape[:-1]` (for example a sequence padding
+                mask); masked-out positions are left out of `rho_hat`. Only with
                 `axis=-1`.
 
         Returns:
-            A float32 scalar tensor, the exact penalty
+            tensor: A float32 scalar tensor, the exact penalty
             `beta * sum_j KL(rho || rho_hat_j)`, whatever the Keras version.
 
         Examples:

@@ -82,24 +82,27 @@ def sparsity_statistics(
     `kl_penalty` is its penalty of the whole data, computed in float64.
 
     Args:
-        activations: Array of shape `(examples, ..., units)` (or with the
-            units on `axis`), at least one example.
-        value_range: Optional `(low, high)` range of the activation, mapped
-            onto (0, 1). Defaults to the regularizer's, else (0, 1).
-        active_threshold: Level above which a mapped activation counts as
-            active. Defaults to `ACTIVE_THRESHOLD` (0.1).
-        regularizer: Optional `KLSparsityRegularizer`.
-        axis: The units' axis. Defaults to the regularizer's, else `-1`.
-        mask: Optional boolean array, the activations' shape without the
-            units' axis; `False` positions are left out, as the penalty of a
-            masked `SparseDense` leaves them out.
+        activations (array): Array of shape `(examples, ..., units)` (or with
+            the units on `axis`), at least one example.
+        value_range (tuple of two floats or None): Optional `(low, high)` range
+            of the activation, mapped onto (0, 1). Defaults to the
+            regularizer's, else (0, 1).
+        active_threshold (float): Level above which a mapped activation counts
+            as active. Defaults to `ACTIVE_THRESHOLD` (0.1).
+        regularizer (KLSparsityRegularizer or None): Optional
+            `KLSparsityRegularizer`.
+        axis (int or None): The units' axis. Defaults to the regularizer's, else
+            `-1`.
+        mask (array of bools or None): Optional boolean array, the activations'
+            shape without the units' axis; `False` positions are left out, as
+            the penalty of a masked `SparseDense` leaves them out.
 
     Returns:
-        A dict of plain Python values: `mean_activation`, `active_fraction`,
-        `dead_units`, `dead_fraction`, `units`, `firing_rate_std`,
-        `firing_rate_min`, `firing_rate_max`, `firing_rates` (a list, one
-        rate per unit), `active_threshold` and, with a regularizer,
-        `kl_penalty`.
+        dict: A dict of plain Python values: `mean_activation`,
+        `active_fraction`, `dead_units`, `dead_fraction`, `units`,
+        `firing_rate_std`, `firing_rate_min`, `firing_rate_max`,
+        `firing_rates` (a list, one rate per unit), `active_threshold` and,
+        with a regularizer, `kl_penalty`.
 
     Raises:
         ValueError: for an empty or rank-1 array, NaN or inf activations,

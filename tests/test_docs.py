@@ -136,13 +136,12 @@ def test_the_api_page_lists_exactly_the_public_names():
         assert hasattr(keras_sparsity, name)
 
 
-@pytest.mark.slow
-def test_the_built_api_page_shows_every_example_as_code(tmp_path):
+@pytest.fixture(scope="module")
+def api_page(tmp_path_factory):
+    """The HTML of the API page, from one strict MkDocs build."""
     pytest.importorskip("mkdocs")
     pytest.importorskip("mkdocstrings")
-    from html.parser import HTMLParser
-
-    site = tmp_path / "site"
+    site = tmp_path_factory.mktemp("site")
     completed = subprocess.run(
         [
             sys.executable,
@@ -160,6 +159,17 @@ def test_the_built_api_page_shows_every_example_as_code(tmp_path):
         timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
+    with open(site / "api" / "index.html") as f:
+        html = f.read()
+    shutil.rmtree(site)
+    return html
+
+
+@pytest.mark.slow
+def test_the_built_api_page_shows_every_example_as_code(api_page):
+    from html.parser import HTMLParser
+
+    html = api_page
 
     class Reader(HTMLParser):
         def __init__(self):
@@ -185,8 +195,6 @@ def test_the_built_api_page_shows_every_example_as_code(tmp_path):
             if ">>>" in data and not {"code", "pre"} & set(self.open):
                 self.outside.append(data.strip()[:80])
 
-    with open(site / "api" / "index.html") as f:
-        html = f.read()
     reader = Reader()
     reader.feed(html)
     public = [getattr(keras_sparsity, n) for n in keras_sparsity.__all__]
@@ -203,7 +211,98 @@ def test_the_built_api_page_shows_every_example_as_code(tmp_path):
             or first.startswith("keras_sparsity.")
             or any(hasattr(obj, first) for obj in public)
         ), heading
-    shutil.rmtree(site)
+
+
+def api_tables(html):
+    """`{(object id, section): [row, ...]}` for the API page's tables, each
+    row a dict from column name to the cell's text."""
+    from html.parser import HTMLParser
+
+    class Reader(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tables, self.owner, self.section = {}, None, None
+            self.cell = self.row = self.header = None
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag in ("h2", "h3") and attrs.get("id"):
+                self.owner = attrs["id"]
+            elif attrs.get("class") == "doc-section-title":
+                self.section = ""
+            elif tag == "table" and self.section:
+                self.header, self.rows = [], []
+                self.tables[self.owner, self.section.rstrip(":")] = self.rows
+            elif tag == "tr" and self.header is not None:
+                self.row = []
+            elif tag in ("th", "td") and self.row is not None:
+                self.cell = ""
+
+        def handle_endtag(self, tag):
+            if tag == "span" and self.section == "":
+                self.section = None
+            elif tag in ("th", "td") and self.cell is not None:
+                self.row.append(" ".join(self.cell.split()))
+                self.cell = None
+            elif tag == "tr" and self.row is not None:
+                if self.header:
+                    self.rows.append(dict(zip(self.header, self.row)))
+                else:
+                    self.header = self.row
+                self.row = None
+            elif tag == "table":
+                self.header = self.section = None
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell += data
+            elif self.section is not None and not self.section.endswith(":"):
+                self.section += data.strip()
+
+    reader = Reader()
+    reader.feed(html)
+    return reader.tables
+
+
+@pytest.mark.slow
+def test_the_built_api_page_shows_a_type_for_every_parameter(api_page):
+    import inspect
+
+    tables = api_tables(api_page)
+    documented = {}
+    for name in keras_sparsity.__all__:
+        obj = getattr(keras_sparsity, name)
+        if not callable(obj):
+            continue
+        documented[f"keras_sparsity.{name}"] = obj
+        for member, value in vars(obj).items() if inspect.isclass(obj) else ():
+            if callable(value) and value.__doc__ and "Args:" in value.__doc__:
+                documented[f"keras_sparsity.{name}.{member}"] = value
+    assert "keras_sparsity.KLSparsityRegularizer.penalty" in documented
+    for owner, obj in documented.items():
+        parameters = inspect.signature(obj).parameters.values()
+        expected = [
+            {"VAR_POSITIONAL": "*", "VAR_KEYWORD": "**"}.get(p.kind.name, "")
+            + p.name
+            for p in parameters
+            if p.name != "self"
+        ]
+        rows = tables.get((owner, "Parameters"), [])
+        assert [row["Name"] for row in rows] == expected, owner
+        for row in rows:
+            # A type of a few words, not a description read as a type.
+            assert 0 < len(row["Type"]) <= 60, (owner, row)
+        for row in tables.get((owner, "Returns"), []):
+            assert 0 < len(row["Type"]) <= 60, (owner, row)
+            assert row["Description"], (owner, row)
+    assert tables["keras_sparsity.SparsityMonitor", "Parameters"][0] == {
+        "Name": "layers",
+        "Type": "str, keras.layers.Layer or list of them",
+        "Description": "A layer of the model or its name, or a list of them.",
+        "Default": "required",
+    }
+    returns = tables["keras_sparsity.sparsity_statistics", "Returns"]
+    assert [row["Type"] for row in returns] == ["dict"]
 
 
 def test_notebook_mistakes_demonstration(capsys):
