@@ -192,16 +192,11 @@ def run_meta(script, argv, args, data, seconds):
 
 
 def versions():
-    """The versions a benchmark's figures depend on (imports Keras)."""
-    import keras
-
-    import keras_sparsity
+    """The versions a benchmark's figures depend on, as the examples record
+    them, and the machine (imports Keras)."""
+    import training
 
     return {
-        "keras_sparsity": keras_sparsity.__version__,
-        "keras": keras.__version__,
-        "backend": keras.backend.backend(),
-        "numpy": np.__version__,
-        "python": platform.python_version(),
+        **training.versions(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
     }

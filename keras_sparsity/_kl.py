@@ -185,26 +185,9 @@ def penalty(x, mask, scale, settings, axis, cross_replica):
     replicas = _replicas.current(cross_replica)
     shape = x.shape if None not in x.shape else ops.shape(x)
 
-    if mask is None:
-
-        @ops.custom_gradient
-        def unmasked(x):
-            value, slope = _value_and_slope(
-                x, None, scale, settings, axis, replicas
-            )
-            dtype = x.dtype
-
-            def grad(*args, upstream=None):
-                if upstream is None:
-                    (upstream,) = args
-                return _gradient(slope * upstream, shape, dtype, axis, None)
-
-            return value, grad
-
-        return _as_keras_losses(unmasked(x))
-
     @ops.custom_gradient
-    def masked(x, mask):
+    def value_and_gradient(x, *mask):
+        mask = mask[0] if mask else None
         value, slope = _value_and_slope(
             x, mask, scale, settings, axis, replicas
         )
@@ -214,11 +197,14 @@ def penalty(x, mask, scale, settings, axis, cross_replica):
             if upstream is None:
                 (upstream,) = args
             gradient = _gradient(slope * upstream, shape, dtype, axis, mask)
-            return gradient, ops.zeros_like(mask)
+            return (
+                gradient if mask is None else (gradient, ops.zeros_like(mask))
+            )
 
         return value, grad
 
-    return _as_keras_losses(masked(x, mask))
+    inputs = (x,) if mask is None else (x, mask)
+    return _as_keras_losses(value_and_gradient(*inputs))
 
 
 def _as_keras_losses(value):

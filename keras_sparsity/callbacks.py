@@ -58,6 +58,17 @@ def _check_layers(layers):
     return list(layers)
 
 
+def _positive_int(name, value):
+    if isinstance(value, bool) or not (
+        isinstance(value, numbers.Integral) and value >= 1
+    ):
+        raise ValueError(
+            f"Invalid value for argument `{name}`: expected a positive int. "
+            f"Received: {name}={value!r}"
+        )
+    return int(value)
+
+
 def _resolve(model, layers, callback):
     """The layers of `model` that `layers` (layers or names) stand for."""
     resolved = []
@@ -186,13 +197,7 @@ class SparsityMonitor(keras.callbacks.Callback):
     ):
         super().__init__()
         layers = _check_layers(layers)
-        if isinstance(batch_size, bool) or not (
-            isinstance(batch_size, numbers.Integral) and batch_size >= 1
-        ):
-            raise ValueError(
-                "Invalid value for argument `batch_size`: expected an int "
-                f">= 1. Received: batch_size={batch_size!r}"
-            )
+        batch_size = _positive_int("batch_size", batch_size)
         if isinstance(active_threshold, bool) or not (
             isinstance(active_threshold, numbers.Real)
             and math.isfinite(active_threshold)
@@ -203,7 +208,7 @@ class SparsityMonitor(keras.callbacks.Callback):
             )
         self.layers = layers
         self.data = _check_data(data)
-        self.batch_size = int(batch_size)
+        self.batch_size = batch_size
         self.active_threshold = float(active_threshold)
         self.rho = _checks.rho(rho)
         self.statistics = {}
@@ -346,15 +351,9 @@ class BetaWarmup(keras.callbacks.Callback):
     def __init__(self, layers, epochs):
         super().__init__()
         layers = _check_layers(layers)
-        if isinstance(epochs, bool) or not (
-            isinstance(epochs, numbers.Integral) and epochs >= 1
-        ):
-            raise ValueError(
-                "Invalid value for argument `epochs`: expected a positive "
-                f"int. Received: epochs={epochs!r}"
-            )
+        epochs = _positive_int("epochs", epochs)
         self.layers = layers
-        self.epochs = int(epochs)
+        self.epochs = epochs
         self._targets = {}
 
     def on_train_begin(self, logs=None):
