@@ -13,6 +13,9 @@ Recipes (see RECIPES in the script for the reasons behind each number):
   seed   the notebook's model reproduced faithfully (KL rho=0.01 beta=3 on
          both layers, SGD, 10 epochs, 314,584 parameters): its
          reconstructions are dark, and the script says why
+  defaults  the library's defaults as a new user writes them
+         (KLSparsityRegularizer() on the code, no weight decay, Adam, batch
+         32, 5 epochs of 60,000 images)
 A smaller data set gets proportionally more epochs by default, the same
 number of training steps (450 epochs of mnist_5k's 4,000 digits).
 
@@ -73,6 +76,17 @@ RECIPES = {
         # mean image in 10 epochs.
         "epochs": 30,  # of 60,000 images; see `epochs_for`
         "batch_size": 128,
+    },
+    "defaults": {
+        # What a new user writes: KLSparsityRegularizer() as it comes (rho
+        # 0.05, beta 0.02) on the code, no weight decay, Adam, Keras's
+        # default batch of 32, a few epochs.
+        "code_penalty": {},
+        "output_penalty": None,
+        "l2": 0.0,
+        "optimizer": lambda: keras.optimizers.Adam(1e-3),
+        "epochs": 5,  # of 60,000 images; see `epochs_for`
+        "batch_size": 32,
     },
     "seed": {
         # The notebook's model: KL(0.01, 3) on both layers against Keras's
@@ -135,19 +149,19 @@ def parse_args(argv):
         "--recipe",
         choices=sorted(RECIPES),
         default="tuned",
-        help="tuned (a working sparse autoencoder) or seed (the notebook's "
-        "model) (default: tuned)",
+        help="tuned (a working sparse autoencoder), seed (the notebook's "
+        "model) or defaults (the library's defaults) (default: tuned)",
     )
     arguments.add_argument(
         "--epochs",
         type=positive_int,
-        help="default: the recipe's (30 or 10) for 60,000 images, "
+        help="default: the recipe's (30, 10 or 5) for 60,000 images, "
         "proportionally more for fewer",
     )
     arguments.add_argument(
         "--batch-size",
         type=positive_int,
-        help="default: the recipe's (128 or 256)",
+        help="default: the recipe's (128, 256 or 32)",
     )
     arguments.add_argument(
         "--weight-decay",
@@ -155,7 +169,7 @@ def parse_args(argv):
         metavar="LAMBDA",
         help="the code layer's weight decay, keras.regularizers.L2(LAMBDA) "
         "on its kernel; 0 turns it off, and the decoder keeps the recipe's "
-        "(default: the recipe's, 3e-3 / 784 = 3.83e-06 or 0.0005)",
+        "(default: the recipe's, 3e-3 / 784 = 3.83e-06, 0.0005 or 0)",
     )
     add_seed_arguments(arguments)
     add_output_arguments(arguments, "runs/<dataset>-<recipe>")

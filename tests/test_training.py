@@ -54,3 +54,22 @@ def test_regularizer_strength_does_not_depend_on_batch_size(batch_size):
     )
     codes, _ = train_autoencoder(code, batch_size, epochs=25)
     assert abs(codes.mean() - 0.05) < 0.015
+
+
+def test_default_layers_train_a_working_sparse_code():
+    # KLSparsityRegularizer() and SparseDense(units) as they come: the code
+    # is sparse and the reconstructions beat predicting the mean input,
+    # which the old default, beta = 3 against Keras's MSE, does not.
+    x = sparse_data()
+    mean_input_mse = float(np.mean((x - x.mean(axis=0)) ** 2))
+    for code_layer in (
+        SparseDense(32),
+        keras.layers.Dense(
+            32,
+            activation="sigmoid",
+            activity_regularizer=KLSparsityRegularizer(),
+        ),
+    ):
+        codes, mse = train_autoencoder(code_layer, 64, epochs=10)
+        assert abs(codes.mean() - 0.05) < 0.015
+        assert mse < 0.6 * mean_input_mse
