@@ -361,7 +361,8 @@ def plot_firing_rates(firing_rates, rho=None, bins=40, title=None):
     points = rates if rho is None else np.append(rates, rho)
     low, high = float(points.min()), float(points.max())
     margin = max(0.05 * (high - low), 1e-3)
-    figure = _figure_class()(figsize=(6, 4))
+    # Constrained layout: `tight_layout` warns when tick labels crowd.
+    figure = _figure_class()(figsize=(6, 4), layout="constrained")
     axes = figure.add_subplot()
     axes.hist(rates, bins=int(bins), range=(low - margin, high + margin))
     if rho is not None:
@@ -376,5 +377,4 @@ def plot_firing_rates(firing_rates, rho=None, bins=40, title=None):
         f"std {rates.std():.4f}"
     )
     axes.locator_params(axis="x", nbins=6)
-    figure.tight_layout()
     return figure
