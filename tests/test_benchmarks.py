@@ -879,6 +879,43 @@ def test_install_size_counts_each_file_once(tmp_path):
     assert script.largest_packages(str(tmp_path / "env"), 2) == "big 3, mid 2"
 
 
+def test_install_size_installs_pytorchs_cpu_build_first(monkeypatch, capsys):
+    # pip is faked: what matters is what install_size asks it to install.
+    script = load_script("benchmarks/install_size.py", "install_size")
+    commands, errors = [], {}
+
+    def fake_run(command, **kwargs):
+        commands.append(command)
+        error = errors.get(command[-1], "")
+        return subprocess.CompletedProcess(command, int(bool(error)), "", error)
+
+    monkeypatch.setattr(script.subprocess, "run", fake_run)
+    monkeypatch.setattr(script, "largest_packages", lambda *_: "torch 700")
+    assert script.main(["--extras", "torch"]) == 0
+    venv, torch, extra = commands
+    assert venv[1:3] == ["-m", "venv"]
+    cpu = [
+        "torch==2.13.0",
+        "--index-url",
+        "https://download.pytorch.org/whl/cpu",
+    ]
+    assert torch[1:4] == ["-m", "pip", "install"] and torch[-3:] == cpu
+    assert extra[1:4] == ["-m", "pip", "install"]
+    assert extra[-1] == f"{ROOT}[torch]"
+    row = capsys.readouterr().out.splitlines()[1]
+    assert row.split() == ["torch", "0", "torch", "700"]
+    with open(os.path.join(ROOT, "docs", "getting-started.md")) as f:
+        assert f"pip install {shlex.join(cpu)} && " in f.read()
+    errors[cpu[-1]] = (
+        "Looking in indexes: ...\nERROR: No matching distribution\n"
+    )
+    status, err = run_cli(script.main, ["--extras", "torch"], capsys)
+    assert status == 2 and err.count("\n") == 1
+    assert err.endswith(
+        f"{shlex.join(cpu)} failed: ERROR: No matching distribution\n"
+    )
+
+
 # End to end ------------------------------------------------------------------
 
 
