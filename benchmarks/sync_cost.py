@@ -11,8 +11,8 @@ Engines, by KERAS_BACKEND (tensorflow by default here):
   torch       DistributedDataParallel in 2 processes on 127.0.0.1 (gloo)
 Processes have one compute thread each (a core each on a 2-core machine),
 step the models in the same order, and the first prints. MirroredStrategy
-(replicas as threads of one process) is not measured: it refuses
-cross_replica=True (see docs/backends.md).
+(replicas as threads of one process) is not measured: the penalty refuses
+cross_replica=True there (see docs/backends.md).
 """
 
 import json
