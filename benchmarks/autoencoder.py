@@ -20,6 +20,7 @@ OPTIMIZERS = {
     "adam": lambda: keras.optimizers.Adam(1e-3),
     "sgd": lambda: keras.optimizers.SGD(0.01),
 }
+KL_OWN = ("kl", "sparse_dense")  # the penalties that take cross_replica
 _MAJOR_MINOR = tuple(int(part) for part in keras.__version__.split(".")[:2])
 
 
@@ -78,18 +79,17 @@ class TopK(keras.layers.Layer):
         return {**super().get_config(), "k": self.k}
 
 
-def _dense(run, units, name, penalized):
+def _dense(run, units, name, penalized, cross_replica):
     """One sigmoid layer of the autoencoder, penalized as `run` says."""
     kind = run["regularizer"] if penalized else "none"
+    kl = {"rho": run["rho"], "beta": run["strength"]}
     if kind == "sparse_dense":
-        return SparseDense(
-            units, rho=run["rho"], beta=run["strength"], name=name
-        )
+        return SparseDense(units, **kl, cross_replica=cross_replica, name=name)
     activity = {
         "none": lambda: None,
         "topk": lambda: None,
         "l1": lambda: keras.regularizers.L1(run["strength"]),
-        "kl": lambda: KLSparsityRegularizer(run["rho"], run["strength"]),
+        "kl": lambda: KLSparsityRegularizer(**kl, cross_replica=cross_replica),
         "peer": lambda: PeerKL(run["rho"], run["strength"]),
     }[kind]()
     return keras.layers.Dense(
@@ -98,7 +98,11 @@ def _dense(run, units, name, penalized):
 
 
 def build_autoencoder(
-    run, penalize="code", optimizer="adam", jit_compile="auto"
+    run,
+    penalize="code",
+    optimizer="adam",
+    jit_compile="auto",
+    cross_replica=None,
 ):
     """The seed's 784-200-784 sigmoid autoencoder, compiled with MSE.
 
@@ -110,16 +114,23 @@ def build_autoencoder(
             `"top_k"`) is never penalized.
         optimizer: `"adam"` (Adam(1e-3)) or `"sgd"` (SGD(0.01)).
         jit_compile: Passed to `Model.compile`.
+        cross_replica: The `cross_replica` argument of the penalties of
+            `kl` and `sparse_dense` runs; the other penalties have none.
     """
     if penalize not in ("code", "both"):
         raise ValueError(f"penalize must be 'code' or 'both', not {penalize!r}")
+    if cross_replica is not None and run["regularizer"] not in KL_OWN:
+        raise ValueError(
+            f"cross_replica={cross_replica} is for {KL_OWN} runs, not "
+            f"{run['regularizer']!r}"
+        )
     inputs = keras.Input((IMAGE_PIXELS,), name="image")
-    code = _dense(run, CODE_UNITS, "code", True)(inputs)
+    code = _dense(run, CODE_UNITS, "code", True, cross_replica)(inputs)
     if run["regularizer"] == "topk":
         code = TopK(run["k"], name="top_k")(code)
-    outputs = _dense(run, IMAGE_PIXELS, "reconstruction", penalize == "both")(
-        code
-    )
+    outputs = _dense(
+        run, IMAGE_PIXELS, "reconstruction", penalize == "both", cross_replica
+    )(code)
     model = keras.Model(inputs, outputs, name="autoencoder")
     model.compile(
         optimizer=OPTIMIZERS[optimizer](), loss="mse", jit_compile=jit_compile

@@ -3,12 +3,14 @@
 For each extra, creates a fresh virtual environment in a temporary folder,
 installs this checkout into it with `pip install <repo>[<extra>]` and
 prints the environment's size in MB (`du`-style, every file counted once),
-with what it installed. The `torch` extra is installed after `torch==2.13.0`,
-the CPU wheel, as the README says: an unpinned `torch` pulls a CUDA build.
-Needs the package index (or a pip cache); takes minutes per extra.
+with what it installed. The `torch` extra is installed after PyTorch's CPU
+build, `torch==2.13.0` from PyTorch's CPU wheel index, as the README says:
+from PyPI, torch on Linux is the CUDA build. Needs the package indexes (or a
+pip cache); takes minutes per extra.
 """
 
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -17,7 +19,8 @@ from common import ROOT  # first: examples/ on sys.path, no Keras
 from runs import RunError, parser, run
 
 EXTRAS = ("tensorflow", "jax", "torch", "examples", "dev")
-PINNED_FIRST = {"torch": ["torch==2.13.0"]}
+TORCH_CPU = "https://download.pytorch.org/whl/cpu"
+PINNED_FIRST = {"torch": ["torch==2.13.0", "--index-url", TORCH_CPU]}
 EXAMPLE = ".venv/bin/python benchmarks/install_size.py --extras jax torch"
 
 
@@ -79,10 +82,13 @@ def largest_packages(environment, count):
 
 
 def _call(command):
+    """Runs `command`; if it fails, a `RunError` names it (with `python`
+    for the interpreter) and quotes the last line it wrote to stderr."""
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RunError(f"{' '.join(command[-1:])}: pip failed: {last}")
+        shown = shlex.join(["python", *command[1:]])
+        raise RunError(f"{shown} failed: {last}")
 
 
 if __name__ == "__main__":

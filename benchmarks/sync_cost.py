@@ -2,17 +2,17 @@
 
 Times training steps of the seed's 784-200-784 autoencoder (KL(rho=0.01,
 beta=3) on both layers, SGD, MSE) with the synchronized penalty
-(cross_replica=True, the default: one all-reduce per layer and step, of 201
-and 785 floats) and the per-replica one (cross_replica=False), interleaved
-round by round; then those two all-reduces alone. Timings need a quiet
-machine. Backends (KERAS_BACKEND, tensorflow by default here):
-  tensorflow  MirroredStrategy on two logical CPU devices of one process;
-              with --tf-strategy multi_worker, MultiWorkerMirroredStrategy
-              in 2 worker processes on 127.0.0.1 that run train_step as
-              fit does
+(cross_replica=True: one all-reduce per layer and step, of 201 and 785
+floats) and the per-replica one (cross_replica=False), interleaved round by
+round; then those two all-reduces alone. Timings need a quiet machine.
+Engines, by KERAS_BACKEND (tensorflow by default here):
+  tensorflow  MultiWorkerMirroredStrategy in 2 worker processes on
+              127.0.0.1 that run train_step as fit does
   torch       DistributedDataParallel in 2 processes on 127.0.0.1 (gloo)
 Processes have one compute thread each (a core each on a 2-core machine),
-step the models in the same order, and the first prints.
+step the models in the same order, and the first prints. MirroredStrategy
+(replicas as threads of one process) is not measured: the penalty refuses
+cross_replica=True there (see docs/backends.md).
 """
 
 import json
@@ -37,14 +37,6 @@ def arguments():
     """The command line."""
     arguments = runs.parser(__doc__, EXAMPLE)
     common.add_counts(arguments, COUNTS)
-    arguments.add_argument(
-        "--tf-strategy",
-        choices=["mirrored", "multi_worker"],
-        default="mirrored",
-        help="TensorFlow's engine: two logical CPU devices of one process, or "
-        "two local worker processes of one compute thread each "
-        "(default: mirrored)",
-    )
     return arguments
 
 
@@ -64,15 +56,10 @@ def parse_args(argv):
             f"no sync-cost measurement for KERAS_BACKEND={backend}; set it "
             f"to one of {list(BACKENDS)}"
         )
-    if args.tf_strategy != "mirrored" and backend != "tensorflow":
-        command_line.error(
-            f"--tf-strategy {args.tf_strategy} is TensorFlow's; with the "
-            f"{backend} backend, set KERAS_BACKEND=tensorflow or drop it"
-        )
     args.processes = []
     if backend == "torch" and "RANK" not in os.environ:
         args.processes = runs.local_torch_group(REPLICAS)
-    if args.tf_strategy != "mirrored" and "TF_CONFIG" not in os.environ:
+    if backend == "tensorflow" and "TF_CONFIG" not in os.environ:
         args.processes = runs.local_tf_workers(REPLICAS)
     return args
 
@@ -85,7 +72,7 @@ if __name__ == "__main__":
         )
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-from autoencoder import build_autoencoder, training_step  # noqa: E402, I001
+from autoencoder import build_autoencoder  # noqa: E402, I001
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -95,10 +82,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.processes:
         return runs.launch_local_processes(__file__, argv, args.processes)
-    backend = os.environ["KERAS_BACKEND"]
-    multi_worker = args.tf_strategy != "mirrored"
     x = np.random.default_rng(0).random((args.batch_size, 784), "float32")
-    measure = measure_multi_worker if multi_worker else MEASUREMENTS[backend]
+    measure = MEASUREMENTS[os.environ["KERAS_BACKEND"]]
     times, setting, notes = measure(args, x)
     task = json.loads(os.environ.get("TF_CONFIG", '{"task": {}}'))["task"]
     if task.get("index", int(os.environ.get("RANK", 0))) == 0:
@@ -125,45 +110,18 @@ def _timed(args, steps, all_reduce, between):
     return times, notes + bare[1:]
 
 
-def _penalized_autoencoders(kl=common.config("kl", 3.0, rho=0.01)):
+def penalized_autoencoders(kl=common.config("kl", 3.0, rho=0.01)):
+    """The two models to time: the synchronized penalty and the per-replica
+    one, on both layers."""
     keras.utils.set_random_seed(0)
-    models = {}
-    for name, synchronized in (("synchronized", True), ("per_replica", False)):
-        models[name] = build_autoencoder(kl, "both", "sgd")
-        for layer in ("code", "reconstruction"):
-            penalty = models[name].get_layer(layer).activity_regularizer
-            penalty.cross_replica = synchronized
-    return models
+    synchronized = {"synchronized": True, "per_replica": False}
+    return {
+        name: build_autoencoder(kl, "both", "sgd", cross_replica=value)
+        for name, value in synchronized.items()
+    }
 
 
 def measure_tensorflow(args, x):
-    """Step times under `tf.distribute.MirroredStrategy` on logical CPUs."""
-    import tensorflow as tf
-
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    devices = [tf.config.LogicalDeviceConfiguration()] * REPLICAS
-    try:  # possible only before TensorFlow starts: in a fresh process
-        tf.config.set_logical_device_configuration(cpu, devices)
-    except RuntimeError as error:
-        if len(tf.config.list_logical_devices("CPU")) < REPLICAS:
-            raise runs.RunError(f"cannot split the CPU: {error}") from error
-    strategy = tf.distribute.MirroredStrategy(
-        [f"/cpu:{i}" for i in range(REPLICAS)]
-    )
-    with strategy.scope():
-        models = _penalized_autoencoders()
-    steps = {name: training_step(model, x) for name, model in models.items()}
-    times, notes = _timed(
-        args, steps, lambda n: _all_reduce(strategy, tf.ones(n)), "replicas"
-    )
-    setting = (
-        f"tensorflow {tf.__version__}: MirroredStrategy, "
-        f"{strategy.num_replicas_in_sync} replicas on logical CPU devices"
-    )
-    return times, setting, notes
-
-
-def measure_multi_worker(args, x):
     """Step times of one worker of `MultiWorkerMirroredStrategy` (TF_CONFIG
     is set), with one compute thread. Keras 3.15's `fit` cannot start under
     this strategy: each step runs `train_step` as `fit` would."""
@@ -179,7 +137,7 @@ def measure_multi_worker(args, x):
     )
     steps = {}
     with strategy.scope():
-        for name, model in _penalized_autoencoders().items():
+        for name, model in penalized_autoencoders().items():
             model.optimizer.build(model.trainable_variables)
             steps[name] = _strategy_step(strategy, model, batch)
     times, notes = _timed(
@@ -225,7 +183,7 @@ def measure_torch(args, x):
         inputs = torch.as_tensor(x[rank * share : (rank + 1) * share])
         steps = {
             name: _ddp_step(model, inputs)
-            for name, model in _penalized_autoencoders().items()
+            for name, model in penalized_autoencoders().items()
         }
         times, notes = _timed(
             args,

@@ -2,7 +2,6 @@
 the published benchmark page against the published results."""
 
 import glob
-import importlib.util
 import json
 import logging
 import os
@@ -629,11 +628,11 @@ def test_help_and_bad_flags_answer_before_keras_starts(subprocess_env):
     cases = [(name, ["--help"], 0) for name in SCRIPTS]
     cases += [(name, ["--no-such-flag"], 2) for name in SCRIPTS]
     cases += [("kl_vs_l1", ["--seeds", "1", "1"], 2)]
-    cases += [("sync_cost", ["--tf-strategy", "multi_worker"], 2)]
+    cases += [("sync_cost", ["--rounds", "1"], 2)]
     driver = f"""
 import contextlib, io, json, os, runpy, sys
 sys.path.insert(0, {BENCHMARKS!r})
-os.environ["KERAS_BACKEND"] = "torch"  # sync_cost refuses multi_worker
+os.environ["KERAS_BACKEND"] = "jax"  # sync_cost measures no JAX engine
 for name, argv, _ in {cases!r}:
     sys.argv = [name + ".py", *argv]
     err = io.StringIO()
@@ -664,7 +663,8 @@ print(json.dumps([m for m in heavy if m in sys.modules]))
         if expected == 2:
             assert err.count("\n") == 1 and ": error: " in err, (name, err)
     assert "repeats a seed" in answers[-2][2]
-    assert "with the torch backend, set KERAS_BACKEND" in answers[-1][2]
+    assert "no sync-cost measurement for KERAS_BACKEND=jax" in answers[-1][2]
+    assert "['tensorflow', 'torch']" in answers[-1][2]
 
 
 @pytest.mark.parametrize(
@@ -690,15 +690,6 @@ def test_bad_flags_get_one_line_and_status_2(name, argv, fragment, capsys):
     assert status == 2
     assert err.count("\n") == 1 and fragment in err, err
     assert ": error: " in err.splitlines()[0]
-
-
-def test_sync_cost_names_the_backends_it_measures(monkeypatch, capsys):
-    script = load_script("benchmarks/sync_cost.py", "sync_cost")
-    monkeypatch.setenv("KERAS_BACKEND", "jax")
-    status, err = run_cli(script.main, ["--rounds", "1"], capsys)
-    assert status == 2 and err.count("\n") == 1
-    assert "no sync-cost measurement for KERAS_BACKEND=jax" in err
-    assert "['tensorflow', 'torch']" in err
 
 
 @pytest.mark.parametrize("name", ["kl_vs_l1", "convergence"])
@@ -824,40 +815,47 @@ def test_existing_results_are_refused_without_overwrite(
     assert report.main(argv + ["--overwrite"]) == 0
 
 
+def test_sync_cost_times_the_synchronized_against_the_per_replica_penalty():
+    script = load_script("benchmarks/sync_cost.py", "sync_cost")
+    models = script.penalized_autoencoders()
+    assert list(models) == ["synchronized", "per_replica"]
+    for name, synchronized in [("synchronized", True), ("per_replica", False)]:
+        for layer in ("code", "reconstruction"):
+            penalty = models[name].get_layer(layer).activity_regularizer
+            assert type(penalty) is KLSparsityRegularizer
+            assert penalty.cross_replica is synchronized, (name, layer)
+            assert (penalty.rho, penalty.beta) == (0.01, 3.0)
+    # The builder passes it to SparseDense too, and refuses it elsewhere.
+    build, config = script.build_autoencoder, script.common.config
+    dense = build(config("sparse_dense", 3.0, rho=0.01), cross_replica=False)
+    assert dense.get_layer("code").get_config()["cross_replica"] is False
+    with pytest.raises(ValueError, match="cross_replica=False is for"):
+        build(config("l1", 1e-3), cross_replica=False)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "backend,engine",
+    "backend, setting",
     [
-        ("tensorflow", []),
-        ("tensorflow", ["--tf-strategy", "multi_worker"]),
-        ("torch", []),
+        ("tensorflow", "MultiWorkerMirroredStrategy, 2 worker processes"),
+        ("torch", "DistributedDataParallel, 2 processes"),
     ],
 )
-def test_sync_cost_measures_two_replicas(backend, engine, subprocess_env):
-    if importlib.util.find_spec(backend) is None:
-        pytest.skip(f"{backend} is not installed")
-    argv = engine + ["--rounds", "2", "--steps", "1", "--warmup", "1"]
+def test_sync_cost_measures_two_processes(backend, setting, subprocess_env):
+    # Each engine runs once, in the test session of its backend.
+    if keras.backend.backend() != backend:
+        pytest.skip(f"the {backend} engine runs with KERAS_BACKEND={backend}")
+    argv = ["--rounds", "2", "--steps", "1", "--warmup", "1", "--batch-size"]
     result = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(BENCHMARKS, "sync_cost.py"),
-            *argv,
-            "--batch-size",
-            "8",
-        ],
+        [sys.executable, os.path.join(BENCHMARKS, "sync_cost.py"), *argv, "2"],
         env={**subprocess_env, "KERAS_BACKEND": backend},
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    setting = {
-        "tensorflow": "MirroredStrategy, 2 replicas",
-        "multi_worker": "MultiWorkerMirroredStrategy, 2 worker processes",
-        "torch": "DistributedDataParallel, 2 processes",
-    }
-    assert setting[engine[-1] if engine else backend] in result.stdout
-    assert "global batch 8, 2 interleaved rounds of 1 steps" in result.stdout
+    assert setting in result.stdout
+    assert "global batch 2, 2 interleaved rounds of 1 steps" in result.stdout
     assert "ratio synchronized / per_replica: median" in result.stdout
     # Only the first process prints the figures.
     assert result.stdout.count("ratio synchronized") == 1
@@ -879,6 +877,43 @@ def test_install_size_counts_each_file_once(tmp_path):
     (site / "big-1.0.dist-info").mkdir()
     (site / "big-1.0.dist-info" / "RECORD").write_bytes(b"r" * 2**22)
     assert script.largest_packages(str(tmp_path / "env"), 2) == "big 3, mid 2"
+
+
+def test_install_size_installs_pytorchs_cpu_build_first(monkeypatch, capsys):
+    # pip is faked: what matters is what install_size asks it to install.
+    script = load_script("benchmarks/install_size.py", "install_size")
+    commands, errors = [], {}
+
+    def fake_run(command, **kwargs):
+        commands.append(command)
+        error = errors.get(command[-1], "")
+        return subprocess.CompletedProcess(command, int(bool(error)), "", error)
+
+    monkeypatch.setattr(script.subprocess, "run", fake_run)
+    monkeypatch.setattr(script, "largest_packages", lambda *_: "torch 700")
+    assert script.main(["--extras", "torch"]) == 0
+    venv, torch, extra = commands
+    assert venv[1:3] == ["-m", "venv"]
+    cpu = [
+        "torch==2.13.0",
+        "--index-url",
+        "https://download.pytorch.org/whl/cpu",
+    ]
+    assert torch[1:4] == ["-m", "pip", "install"] and torch[-3:] == cpu
+    assert extra[1:4] == ["-m", "pip", "install"]
+    assert extra[-1] == f"{ROOT}[torch]"
+    row = capsys.readouterr().out.splitlines()[1]
+    assert row.split() == ["torch", "0", "torch", "700"]
+    with open(os.path.join(ROOT, "docs", "getting-started.md")) as f:
+        assert f"pip install {shlex.join(cpu)} && " in f.read()
+    errors[cpu[-1]] = (
+        "Looking in indexes: ...\nERROR: No matching distribution\n"
+    )
+    status, err = run_cli(script.main, ["--extras", "torch"], capsys)
+    assert status == 2 and err.count("\n") == 1
+    assert err.endswith(
+        f"{shlex.join(cpu)} failed: ERROR: No matching distribution\n"
+    )
 
 
 # End to end ------------------------------------------------------------------
