@@ -147,10 +147,9 @@ def _value_and_slope(x, mask, scale, settings, axis, replicas):
 
 
 def _gradient(slope, shape, dtype, axis, mask):
-    """The gradient with respect to activations of `shape` and `dtype`
-    (held instead of the activations, so that the backward pass keeps none
-    alive) from one slope per feature; in float16 it saturates at float16's
-    largest value rather than overflow to inf."""
+    """The gradient with respect to activations of `shape` and `dtype` (all
+    it needs of them) from one slope per feature; in float16 it saturates
+    at float16's largest value rather than overflow to inf."""
     rank = len(shape)
     if axis != rank - 1:
         slope_shape = [1] * rank
