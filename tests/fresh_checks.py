@@ -7,7 +7,9 @@ as `python tests/fresh_checks.py FOLDER`.
    in `<name>.npz`) loads with nothing but `import keras_sparsity`: its
    outputs, losses, `SparseDense` settings and one more training step.
 3. On TensorFlow, first of all, the Keras-only reproduction of
-   `docs/backends.md` (its output is compared with the page's).
+   MirroredStrategy's shared loss lists in `docs/backends.md` (its output is
+   compared with the page's); on JAX, the page's Keras-only reproduction of
+   the losses that eager JAX steps drop or double (its output is checked).
 4. The data-parallel regime of this backend that runs in one process, on
    two devices: `MirroredStrategy` on two logical CPUs (TensorFlow; each
    replica penalizes its own share, and `cross_replica=True` is refused),
@@ -26,6 +28,19 @@ import sys
 
 backend = os.environ["KERAS_BACKEND"]
 results = {}
+
+
+def run_page_block(page, words):
+    """Runs the page's Python block whose first line is `# Run as a
+    script: <words>...`; returns what it printed and its namespace."""
+    start = page.index(f"```python\n# Run as a script: {words}")
+    start += len("```python\n")
+    printed, namespace = io.StringIO(), {"__name__": "__docs__"}
+    with contextlib.redirect_stdout(printed):
+        exec(page[start : page.index("```", start)], namespace)
+    return printed.getvalue(), namespace
+
+
 if backend == "tensorflow":
     # First, the page's Keras-only reproduction of MirroredStrategy's shared
     # loss lists: it sets up two logical CPUs before TensorFlow starts,
@@ -33,11 +48,8 @@ if backend == "tensorflow":
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with open(os.path.join(root, "docs", "backends.md")) as f:
         page = f.read()
-    start = page.index("```python\n# Run as a script:") + len("```python\n")
-    printed, namespace = io.StringIO(), {"__name__": "__docs__"}
-    with contextlib.redirect_stdout(printed):
-        exec(page[start : page.index("```", start)], namespace)
-    results["repro"] = printed.getvalue()
+    printed, namespace = run_page_block(page, "MirroredStrategy")
+    results["repro"] = printed
     # Its strategy serves below: two strategies in one process would share
     # the keys of their collective operations.
     strategy = namespace["strategy"]
@@ -149,6 +161,9 @@ if backend == "tensorflow":
     except ValueError as error:
         results["mirrored_global_error"] = str(error)
 elif backend == "jax":
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "docs", "backends.md")) as f:
+        results["jax_repro"] = run_page_block(f.read(), "KERAS_BACKEND=jax")[0]
     losses, weights = regimes.reference_run(x)
     devices = keras.distribution.list_devices()
     keras.distribution.set_distribution(

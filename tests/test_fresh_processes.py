@@ -11,6 +11,7 @@ TensorFlow, JAX and PyTorch (once per environment, since they cover every
 backend).
 """
 
+import ast
 import importlib.util
 import json
 import os
@@ -167,6 +168,27 @@ def test_jax_data_parallel_trains_on_the_global_batch(fresh):
         data_parallel["logged"], data_parallel["expected_logged"], rtol=1e-5
     )
     assert data_parallel["weight_difference"] < 1e-5
+
+
+@pytest.mark.skipif("jax" not in INSTALLED, reason="no JAX")
+def test_the_eager_jax_reproduction_logs_the_sum_or_one_term_off(fresh):
+    # docs/backends.md: Keras's eager JAX steps now and then drop one
+    # layer's activity loss, or count another's in its place. Whether it
+    # happens in a run varies; what the page says of each logged value must
+    # hold: most are the sum of the terms, and any other is that sum with
+    # each activity loss left out, kept, or counted twice.
+    lines = fresh[0]["jax"]["jax_repro"].splitlines()
+    terms = ast.literal_eval(lines[0].split(":", 1)[1].strip())
+    total = float(lines[1].split(":", 1)[1])
+    counts = ast.literal_eval(lines[2].split(":", 1)[1].strip())
+    assert len(terms) == 3 and abs(total - sum(terms)) < 2e-4
+    assert sum(counts.values()) == 500
+    assert abs(max(counts, key=counts.get) - total) < 2e-4
+    offsets = [
+        a * terms[1] + b * terms[2] for a in (-1, 0, 1) for b in (-1, 0, 1)
+    ]
+    for value in counts:
+        assert min(abs(value - total - o) for o in offsets) < 3e-4
 
 
 @pytest.mark.skipif("tensorflow" not in INSTALLED, reason="no TensorFlow")

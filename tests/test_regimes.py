@@ -117,7 +117,9 @@ def test_the_dead_and_saturated_units_are_what_they_claim(reference):
     model = regimes.build()
     encoder = keras.Model(model.inputs, model.get_layer("code").output)
     codes = keras.ops.convert_to_numpy(encoder(x))
-    assert np.all(codes[:, 0] < 1e-12) and np.all(codes[:, 1] == 1.0)
+    assert np.all(codes[:, 0] == 0.0) and np.all(codes[:, 1] == 1.0)
+    outputs = keras.ops.convert_to_numpy(model(x))
+    assert np.all(outputs[:, 0] < 1e-12)
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
