@@ -19,11 +19,11 @@ The code is `hard_sigmoid`, not `sigmoid`, because a saturated sigmoid unit
 is a knife edge in float32: its derivative `s * (1 - s)` is exactly 0 when
 `s` rounds to 1, and 6e-8 when it rounds one step below, where the penalty's
 slope (about `(1 - rho) / 2**-24`) turns it into a push of about
-`(1 - rho) * beta / N` per example. Which of the two a compiled step gets
-depends on the last bit of the backend's sigmoid. On one CI machine, JAX's
-`train_on_batch` and `fit` of the same sigmoid model ended four SGD steps
-1.6e-2 apart (they agree to 1e-8 on others); a sigmoid rounded one step
-below 1 at the saturated unit moves them by 9e-2 on any machine.
+`(1 - rho) * beta / N` per example. Which of the two a step gets depends
+on the last bit of the backend's sigmoid: a sigmoid rounded one step below 1
+at the saturated unit moved the weights of four SGD steps by 9e-2, so two
+backends, or two compiled functions, that round differently would part by
+far more than the tolerances here.
 """
 
 import keras
