@@ -20,10 +20,9 @@ is a knife edge in float32: its derivative `s * (1 - s)` is exactly 0 when
 `s` rounds to 1, and 6e-8 when it rounds one step below, where the penalty's
 slope (about `(1 - rho) / 2**-24`) turns it into a push of about
 `(1 - rho) * beta / N` per example. Which of the two a step gets depends
-on the last bit of the backend's sigmoid: a sigmoid rounded one step below 1
-at the saturated unit moved the weights of four SGD steps by 9e-2, so two
-backends, or two compiled functions, that round differently would part by
-far more than the tolerances here.
+on the last bit of the backend's sigmoid: two backends, or two compiled
+functions, that round it differently part, after four SGD steps, by far
+more than the tolerances here.
 """
 
 import keras
