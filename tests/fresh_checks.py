@@ -30,9 +30,12 @@ backend = os.environ["KERAS_BACKEND"]
 results = {}
 
 
-def run_page_block(page, words):
-    """Runs the page's Python block whose first line is `# Run as a
-    script: <words>...`; returns what it printed and its namespace."""
+def run_page_block(words):
+    """Runs the Python block of docs/backends.md whose first line is `# Run
+    as a script: <words>...`; returns what it printed and its namespace."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "docs", "backends.md")) as f:
+        page = f.read()
     start = page.index(f"```python\n# Run as a script: {words}")
     start += len("```python\n")
     printed, namespace = io.StringIO(), {"__name__": "__docs__"}
@@ -45,11 +48,7 @@ if backend == "tensorflow":
     # First, the page's Keras-only reproduction of MirroredStrategy's shared
     # loss lists: it sets up two logical CPUs before TensorFlow starts,
     # which the checks below use too.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    with open(os.path.join(root, "docs", "backends.md")) as f:
-        page = f.read()
-    printed, namespace = run_page_block(page, "MirroredStrategy")
-    results["repro"] = printed
+    results["repro"], namespace = run_page_block("MirroredStrategy")
     # Its strategy serves below: two strategies in one process would share
     # the keys of their collective operations.
     strategy = namespace["strategy"]
@@ -161,9 +160,7 @@ if backend == "tensorflow":
     except ValueError as error:
         results["mirrored_global_error"] = str(error)
 elif backend == "jax":
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    with open(os.path.join(root, "docs", "backends.md")) as f:
-        results["jax_repro"] = run_page_block(f.read(), "KERAS_BACKEND=jax")[0]
+    results["jax_repro"] = run_page_block("KERAS_BACKEND=jax")[0]
     losses, weights = regimes.reference_run(x)
     devices = keras.distribution.list_devices()
     keras.distribution.set_distribution(

@@ -137,18 +137,21 @@ def test_the_saved_model_loads_and_trains_in_a_fresh_process(backend, fresh):
         np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
+def assert_trained_like_the_reference(run):
+    """Every step applied, the logged loss the float64 one, and the weights
+    the one-device reference's (`fresh_checks.compare`)."""
+    assert run["steps"] == regimes.STEPS
+    np.testing.assert_allclose(run["logged"], run["expected_logged"], rtol=1e-5)
+    assert run["weight_difference"] < 1e-5
+
+
 @pytest.mark.skipif("tensorflow" not in INSTALLED, reason="no TensorFlow")
 def test_mirrored_strategy_trains_each_replica_on_its_own_share(fresh):
     # Two replicas in one process: the default penalizes each replica's
     # share (Keras's per-layer losses are shared between the replica
     # threads, so a global all-reduce in the forward pass would corrupt
     # them); the L1 and L2 terms and the logged loss stay exact.
-    mirrored = fresh[0]["tensorflow"]["mirrored"]
-    assert mirrored["steps"] == regimes.STEPS
-    np.testing.assert_allclose(
-        mirrored["logged"], mirrored["expected_logged"], rtol=1e-5
-    )
-    assert mirrored["weight_difference"] < 1e-5
+    assert_trained_like_the_reference(fresh[0]["tensorflow"]["mirrored"])
 
 
 @pytest.mark.skipif("tensorflow" not in INSTALLED, reason="no TensorFlow")
@@ -163,11 +166,7 @@ def test_mirrored_strategy_refuses_the_global_batch(fresh):
 def test_jax_data_parallel_trains_on_the_global_batch(fresh):
     data_parallel = fresh[0]["jax"]["data_parallel"]
     assert data_parallel["devices"] == 2
-    assert data_parallel["steps"] == regimes.STEPS
-    np.testing.assert_allclose(
-        data_parallel["logged"], data_parallel["expected_logged"], rtol=1e-5
-    )
-    assert data_parallel["weight_difference"] < 1e-5
+    assert_trained_like_the_reference(data_parallel)
 
 
 @pytest.mark.skipif("jax" not in INSTALLED, reason="no JAX")
